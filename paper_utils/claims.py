@@ -1,0 +1,93 @@
+"""The record of the paper's claims, as measured by our notebooks.
+
+Each notebook states the claims it tests with :class:`Claim` and writes them with
+:func:`record_claims` to ``<output>/claims/<notebook>.json`` (``figures/claims/`` at ``cpu`` and
+``paper`` scale, ``build/smoke/figures/claims/`` at ``smoke``). A claim that does not hold is
+recorded with ``holds = False``, never dropped. :func:`gather_claims` collects every record for the
+report.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .paths import output_dir, project_root
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper and our measurement of it.
+
+    Attributes:
+        name: short identifier, e.g. ``"fig2.zero_gap.sigma0.5.train"``.
+        statement: the paper's claim in words, with its figure or section.
+        measured: our number (``None`` if it could not be measured).
+        tolerance: the threshold the verdict uses, in the units of ``measured``.
+        holds: the verdict.
+        units: what ``measured`` is, e.g. ``"relative gap |d - p| / p"``.
+        details: any further numbers (dict of floats/strings).
+    """
+
+    name: str
+    statement: str
+    measured: float | None
+    tolerance: float | None
+    holds: bool
+    units: str = ""
+    details: dict = field(default_factory=dict)
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the project, or ``"unknown"`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=project_root(),
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def record_claims(notebook: str, claims: list[Claim], *, scale: str, device: str) -> Path:
+    """Write ``claims`` of ``notebook`` (e.g. ``"01_mnist_duality_gap"``) atomically; returns the path."""
+    folder = output_dir(scale) / "claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "notebook": notebook, "scale": scale, "device": str(device),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "code_version": code_version(),
+        "claims": [_clean({**asdict(c), "holds": bool(c.holds)}) for c in claims],
+    }
+    path = folder / f"{notebook}.json"
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as tmp:
+        json.dump(record, tmp, indent=2)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, path)
+    return path
+
+
+def gather_claims(scale: str) -> list[dict]:
+    """Every claim record written at ``scale`` (one dict per notebook), sorted by notebook."""
+    folder = output_dir(scale) / "claims"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def relative_gap(a: float, b: float) -> float:
+    """``|a - b| / |b|``: the relative gap of ``a`` (e.g. the dual) to ``b`` (e.g. the primal)."""
+    return abs(a - b) / abs(b) if b != 0 else float("inf")

@@ -1,0 +1,191 @@
+"""Frozen experiment configurations, one per scale.
+
+Every notebook takes ``scale`` as a papermill parameter and maps it here:
+
+- ``smoke``: CI and nbval; each notebook's own compute about a minute or less on 2 CPU cores.
+- ``cpu``:   the default of ``make figures``; every claim still visible, on a laptop CPU.
+- ``paper``: the paper's settings (Sahiner et al. 2021, Sec. 5 and App. B), meant for one GPU.
+
+A configuration is a frozen dataclass; :meth:`DenoiseConfig.key` hashes every field that changes
+the trained model, so the model cache (:mod:`paper_utils.cache`) is keyed by configuration.
+Unknown scale names raise ``ValueError``; there are no alias keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+SCALES = ("smoke", "cpu", "paper")
+DATASETS = ("mnist", "mri")
+NOISES = ("gaussian", "exponential", "undersampling")
+DUAL_SOLVERS = ("adam_hinge", "exact")
+
+#: bump when a code change alters trained models, so stale cache entries are not reused
+MODEL_CODE_VERSION = "1"
+
+
+def check_scale(scale: str) -> str:
+    """Return ``scale`` if known, else raise ``ValueError`` naming the valid scales."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
+    return scale
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    """One denoising/reconstruction experiment: data, corruption, both networks and their training.
+
+    Attributes:
+        scale: the scale this configuration belongs to (``smoke``, ``cpu`` or ``paper``).
+        n_train: number of training images N (MNIST paper: 600; MRI: slices).
+        n_test: number of test images (MNIST paper: all 10,000).
+        noise: ``"gaussian"`` (std ``noise_level``) or ``"exponential"`` (rate ``noise_level``) for
+            MNIST; ``"undersampling"`` for MRI (``noise_level`` is then the acceleration R).
+        noise_level: sigma of the Gaussian noise, or rate lambda of the exponential noise,
+            in units of the normalised images (dataset mean 0, std 1); MRI: acceleration R.
+        dataset: ``"mnist"`` or ``"mri"``.
+        kernel_size: first-layer filter size k (padding k // 2, stride 1).
+        n_filters: primal hidden filters m.
+        n_patterns: sampled sign patterns P of the dual, eq. (4).
+        epochs: passes over the training set for both networks.
+        batch_size: images per Adam step (paper: 25).
+        lr_primal, lr_dual: Adam learning rates (paper, App. B.2: 1e-3 and 1e-5).
+        beta: weight decay, NOT averaged over samples (paper: 1e-5).
+        hinge_weight: weight rho of the hinge penalty on the dual's constraint violations
+            (per-pixel averaged, like the loss); the paper does not state it.
+        residual: regress on ``X - Y`` (eq. 6) instead of ``X``.
+        seed: seeds data subset, noise, initialisation, patterns and batch order.
+    """
+
+    scale: str
+    n_train: int
+    n_test: int
+    noise: str
+    noise_level: float
+    kernel_size: int = 3
+    n_filters: int = 512
+    n_patterns: int = 8000
+    epochs: int = 20
+    batch_size: int = 25
+    lr_primal: float = 1e-3
+    lr_dual: float = 1e-5
+    beta: float = 1e-5
+    hinge_weight: float = 1.0
+    residual: bool = False
+    seed: int = 0
+    dataset: str = "mnist"
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale)
+        if self.noise not in NOISES:
+            raise ValueError(f"unknown noise {self.noise!r}; expected one of {NOISES}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {DATASETS}")
+        if (self.dataset == "mri") != (self.noise == "undersampling"):
+            raise ValueError("noise 'undersampling' goes with dataset 'mri' and only with it")
+        for name in ("n_train", "n_test", "kernel_size", "n_filters", "n_patterns", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd (padding k // 2 keeps the size), got {self.kernel_size}")
+        if self.noise_level <= 0 or self.beta < 0 or self.lr_primal <= 0 or self.lr_dual <= 0:
+            raise ValueError("noise_level, lr_primal and lr_dual must be > 0 and beta >= 0")
+
+    def replace(self, **changes) -> "DenoiseConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """Short hash of every field (and :data:`MODEL_CODE_VERSION`): the model-cache key."""
+        blob = json.dumps({**self.as_dict(), "code": MODEL_CODE_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        """Human-readable name, e.g. ``gaussian0.5-n600-m512-P8000``."""
+        return (f"{self.dataset}-{self.noise}{self.noise_level:g}-k{self.kernel_size}-n{self.n_train}-m{self.n_filters}"
+                f"-P{self.n_patterns}-e{self.epochs}-s{self.seed}")
+
+
+# Per-scale sizes for the MNIST figures (Fig. 2-5, 10). Paper: App. B.2.
+_MNIST_SIZES = {
+    "smoke": dict(n_train=50, n_test=100, n_filters=64, n_patterns=256, epochs=3),
+    "cpu": dict(n_train=600, n_test=1000, n_filters=512, n_patterns=2000, epochs=12),
+    "paper": dict(n_train=600, n_test=10000, n_filters=512, n_patterns=8000, epochs=30),
+}
+
+#: Figure 2's noise levels (paper Sec. 5.1).
+FIG2_SIGMAS = (0.25, 0.5, 0.75)
+
+
+def mnist_denoise_config(scale: str, sigma: float, *, seed: int = 0) -> DenoiseConfig:
+    """Figure 2 (and 3-5): Gaussian denoising, primal m=512 vs dual P=8000 at paper scale.
+
+    Args:
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        sigma: Gaussian noise std in normalised units (paper: 0.25, 0.5, 0.75).
+        seed: seed of data subset, noise, init, patterns and batch order.
+    """
+    sizes = _MNIST_SIZES[check_scale(scale)]
+    return DenoiseConfig(scale=scale, noise="gaussian", noise_level=sigma, seed=seed,
+                         lr_primal=1e-3, lr_dual=1e-5, **sizes)
+
+
+# Robustness, App. B.1 (Fig. 8, 9): m = 25 primal filters (lr 1e-1), P = 8000 patterns (lr 1e-3).
+_ROBUSTNESS_SIZES = {
+    "smoke": dict(n_train=50, n_test=100, n_patterns=256, epochs=3),
+    "cpu": dict(n_train=600, n_test=1000, n_patterns=2000, epochs=10),
+    "paper": dict(n_train=600, n_test=10000, n_patterns=8000, epochs=30),
+}
+#: App. B.1's two noises: Gaussian sigma = 0.75 and exponential with rate lambda = 1.15
+ROBUSTNESS_NOISES = (("gaussian", 0.75), ("exponential", 1.15))
+
+
+def robustness_config(scale: str, noise: str, level: float, *, seed: int = 0) -> DenoiseConfig:
+    """Figures 8-9: primal m = 25 (Adam lr 1e-1) vs dual P = 8000 (Adam lr 1e-3), batch 25."""
+    sizes = _ROBUSTNESS_SIZES[check_scale(scale)]
+    return DenoiseConfig(scale=scale, noise=noise, noise_level=level, seed=seed, n_filters=25,
+                         lr_primal=1e-1, lr_dual=1e-3, **sizes)
+
+
+# Ablation, App. B.3 (Fig. 10): dual loss against the number of sampled patterns P.
+ABLATION_SIGMAS = (0.5, 0.1)
+_ABLATION_PATTERNS = {
+    "smoke": (16, 64, 256),
+    "cpu": (16, 63, 125, 250, 500, 1000, 2000, 4000),
+    "paper": (16, 32, 63, 125, 250, 500, 1000, 2000, 4000, 8000),
+}
+
+
+def ablation_pattern_counts(scale: str) -> tuple[int, ...]:
+    """The log-spaced numbers of sampled sign patterns P of Figure 10 at ``scale``."""
+    return _ABLATION_PATTERNS[check_scale(scale)]
+
+
+def ablation_config(scale: str, sigma: float, n_patterns: int, *, seed: int = 0) -> DenoiseConfig:
+    """Figure 10: Figure 2's setting (primal m = 512) with the dual's P varied."""
+    return mnist_denoise_config(scale, sigma, seed=seed).replace(n_patterns=n_patterns)
+
+
+# MRI, App. B.4 (Fig. 6, 7, 11): residual network, k = 7, padding 3; primal m = 1024 (lr 1e-3),
+# dual P = 5000 (lr 5e-7), batch 2, 25 epochs, beta 1e-5. n_train / n_test count slices (each gives
+# two single-channel examples, real and imaginary parts).
+MRI_ACCELERATIONS = (2, 4, 8)
+_MRI_SIZES = {
+    "smoke": dict(n_train=8, n_test=4, n_filters=64, n_patterns=128, epochs=2),
+    "cpu": dict(n_train=72, n_test=11, n_filters=1024, n_patterns=1000, epochs=10),
+    "paper": dict(n_train=72, n_test=11, n_filters=1024, n_patterns=5000, epochs=25),
+}
+
+
+def mri_config(scale: str, acceleration: int, *, seed: int = 0) -> DenoiseConfig:
+    """Figures 6, 7, 11: de-aliasing SENSE-combined zero-filled images at acceleration R."""
+    sizes = _MRI_SIZES[check_scale(scale)]
+    return DenoiseConfig(scale=scale, dataset="mri", noise="undersampling", noise_level=float(acceleration),
+                         seed=seed, kernel_size=7, residual=True, batch_size=2, lr_primal=1e-3, lr_dual=5e-7,
+                         **sizes)

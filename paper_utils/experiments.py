@@ -1,0 +1,122 @@
+"""Figure-level runs: build the data, train (or load from the cache) the primal and dual networks.
+
+:func:`train_denoisers` is what notebooks call. Each trained network is cached separately under
+``<cache>/models/`` by :meth:`paper_utils.config.DenoiseConfig.key`, so a run interrupted after the
+primal finished resumes with the dual, and later notebooks (Figures 3-5) reuse Figure 2's models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .cache import Cache
+from .config import DenoiseConfig
+from .data import DenoisingSet, load_mnist, mnist_denoising
+from .dual import DualNet
+from .primal import PrimalNet
+from .training import History, train_dual, train_primal
+
+
+@dataclass
+class DenoiseRun:
+    """Trained primal and dual networks of one configuration, with their data and curves."""
+
+    cfg: DenoiseConfig
+    train: DenoisingSet
+    test: DenoisingSet
+    primal: PrimalNet
+    dual: DualNet
+    primal_history: History
+    dual_history: History
+
+
+def fast_kernels(cfg: DenoiseConfig) -> bool:
+    """Compile the dual's kernels (``torch.compile``) except at ``smoke`` scale, where the compile time
+    would exceed the training time (and CI keeps to the eager, bitwise-reproducible path)."""
+    return cfg.scale != "smoke"
+
+
+def _primal_payload(net: PrimalNet, hist: History, cfg: DenoiseConfig) -> dict:
+    return {"config": cfg.as_dict(), "state": {k: v.cpu() for k, v in net.state_dict().items()},
+            "history": hist.as_dict()}
+
+
+def _dual_payload(net: DualNet, hist: History, cfg: DenoiseConfig) -> dict:
+    return {"config": cfg.as_dict(), "G": net.G.cpu(), "W": net.W.detach().cpu(), "Z": net.Z.detach().cpu(),
+            "history": hist.as_dict()}
+
+
+def load_or_train_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, device: torch.device,
+                         cache: Cache | None = None, progress: bool = True) -> tuple[PrimalNet, History]:
+    """The primal network of ``cfg``: from the cache if present, else trained and cached."""
+    cache = cache or Cache()
+    name = f"{cfg.label()}-{cfg.key()}"
+    payload = cache.load("primal", name)
+    if payload is None:
+        net, hist = train_primal(cfg, train, test, device=device, progress=progress)
+        cache.save("primal", name, _primal_payload(net, hist, cfg))
+        return net, hist
+    net = PrimalNet(cfg.n_filters, cfg.kernel_size, residual=cfg.residual)
+    net.load_state_dict(payload["state"])
+    return net.to(device), History.from_dict(payload["history"])
+
+
+def load_or_train_dual(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, device: torch.device,
+                       cache: Cache | None = None, progress: bool = True) -> tuple[DualNet, History]:
+    """The dual network of ``cfg`` (Adam + hinge): from the cache if present, else trained and cached."""
+    cache = cache or Cache()
+    name = f"{cfg.label()}-{cfg.key()}"
+    payload = cache.load("dual", name)
+    if payload is None:
+        net, hist = train_dual(cfg, train, test, device=device, progress=progress, fast=fast_kernels(cfg))
+        cache.save("dual", name, _dual_payload(net, hist, cfg))
+        return net, hist
+    net = DualNet(payload["G"].to(device), cfg.kernel_size, residual=cfg.residual, fast=fast_kernels(cfg))
+    with torch.no_grad():
+        net.W.copy_(payload["W"]); net.Z.copy_(payload["Z"])
+    return net.to(device), History.from_dict(payload["history"])
+
+
+def train_denoisers(cfg: DenoiseConfig, *, device: torch.device, cache: Cache | None = None,
+                    progress: bool = True) -> DenoiseRun:
+    """Figure 2's experiment for one configuration: MNIST data, then primal and dual (cached)."""
+    train, test = mnist_denoising(cfg.n_train, cfg.n_test, cfg.noise, cfg.noise_level, seed=cfg.seed,
+                                  arrays=load_mnist())
+    primal, ph = load_or_train_primal(cfg, train, test, device=device, cache=cache, progress=progress)
+    dual, dh = load_or_train_dual(cfg, train, test, device=device, cache=cache, progress=progress)
+    return DenoiseRun(cfg, train, test, primal, dual, ph, dh)
+
+
+def duality_gap_rows(runs: list[DenoiseRun]) -> list[dict]:
+    """Final-epoch numbers of Figure 2 per run: primal vs dual objective and test loss, relative gaps.
+
+    ``dual_train`` is eq. (4)'s objective at the dual's final weights (as the paper plots it);
+    ``rebuilt_train`` is the objective of the ReLU network rebuilt from them by eq. (5), which
+    differs when the hinge penalty left constraints violated (``max_violation``).
+    """
+    rows = []
+    for run in runs:
+        ph, dh = run.primal_history, run.dual_history
+        p_tr, d_tr, p_te, d_te = ph.train_objective[-1], dh.train_objective[-1], ph.test_loss[-1], dh.test_loss[-1]
+        rows.append({
+            "noise": f"{run.cfg.noise} {run.cfg.noise_level:g}",
+            "primal_train": p_tr, "dual_train": d_tr, "gap_train": (d_tr - p_tr) / p_tr,
+            "primal_test": p_te, "dual_test": d_te, "gap_test": (d_te - p_te) / p_te,
+            "rebuilt_train": dh.rebuilt_objective[-1], "gap_rebuilt": (dh.rebuilt_objective[-1] - p_tr) / p_tr,
+            "max_violation": dh.max_violation[-1],
+        })
+    return rows
+
+
+def format_rows(rows: list[dict], digits: int = 4) -> str:
+    """A fixed-width text table of ``rows`` (floats to ``digits`` significant digits)."""
+    if not rows:
+        return "(no rows)"
+    cols = list(rows[0])
+    cells = [[f"{r[c]:.{digits}g}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""Where the project keeps data, caches, executed notebooks and figures.
+
+The project root is the folder holding ``paper_utils/`` (the package is installed in editable
+mode). ``PAPER_UTILS_ROOT`` overrides it, e.g. when the package is installed elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The repository root (parent of the ``paper_utils`` package, or ``$PAPER_UTILS_ROOT``)."""
+    env = os.environ.get("PAPER_UTILS_ROOT")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """``data/``: downloaded and converted datasets (git-ignored)."""
+    return project_root() / "data"
+
+
+def cache_dir() -> Path:
+    """``build/cache/``: trained models and prepared datasets, keyed by configuration."""
+    return Path(os.environ.get("PAPER_UTILS_CACHE", project_root() / "build" / "cache"))
+
+
+def output_dir(scale: str) -> Path:
+    """Where figures and claim records of a run at ``scale`` go.
+
+    ``smoke`` runs never overwrite the committed figures: they write to ``build/smoke/``.
+    ``cpu`` and ``paper`` runs write to ``figures/``.
+    """
+    if scale == "smoke":
+        path = project_root() / "build" / "smoke" / "figures"
+    else:
+        path = project_root() / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
