@@ -27,6 +27,7 @@ Letter key: M patches (output pixels), d patch dimension C k k, P patterns, N im
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn as nn
@@ -146,7 +147,7 @@ def _kernel(name: str, fast: bool):
     """The eager chunk function, or its ``torch.compile``d version (fused elementwise work, ~5x faster
     on CPU). Compiled kernels see one fixed chunk shape (inputs are zero-padded) so they compile once."""
     fn = {"penalized": _penalized_chunk, "predict": _predict_chunk, "evaluate": _evaluate_chunk}[name]
-    if not fast:
+    if not fast or os.environ.get("PAPER_UTILS_NO_COMPILE"):
         return fn
     if name not in _COMPILED:
         import torch._dynamo
@@ -219,6 +220,7 @@ class DualNet(nn.Module):
             (blocks stay in cache), 16384 on GPU.
         fast: run the chunk kernels through ``torch.compile`` (about 5x faster on CPU; the first call
             compiles for tens of seconds). Off by default; the training of ``cpu``/``paper`` scales turns it on.
+            ``$PAPER_UTILS_NO_COMPILE=1`` forces the eager kernels (same mathematics).
     """
 
     def __init__(self, G: torch.Tensor, kernel_size: int = 3, channels: int = 1, *, residual: bool = False,

@@ -120,3 +120,32 @@ def format_rows(rows: list[dict], digits: int = 4) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train (and cache) Figure 2's models without Jupyter, e.g. on a GPU machine:
+
+        python -m paper_utils.experiments --scale paper --device cuda
+    """
+    import argparse
+
+    from . import config, runtime
+
+    parser = argparse.ArgumentParser(description="Train and cache Figure 2's primal and dual networks.")
+    parser.add_argument("--scale", default="cpu", choices=config.SCALES)
+    parser.add_argument("--device", default="auto", choices=runtime.DEVICES)
+    parser.add_argument("--sigmas", type=float, nargs="*", default=list(config.FIG2_SIGMAS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    runtime.setup(args.seed)
+    dev = runtime.resolve_device(args.device)
+    runs = [train_denoisers(config.mnist_denoise_config(args.scale, s, seed=args.seed), device=dev)
+            for s in args.sigmas]
+    print(format_rows(duality_gap_rows(runs)))
+    for run in runs:
+        print(run.cfg.label(), "primal s/epoch", f"{run.primal_history.seconds[-1] / run.cfg.epochs:.2f}",
+              "dual s/epoch", f"{run.dual_history.seconds[-1] / run.cfg.epochs:.2f}")
+
+
+if __name__ == "__main__":
+    main()

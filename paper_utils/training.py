@@ -53,9 +53,11 @@ class History:
     max_violation: list[float] = field(default_factory=list)
     rebuilt_objective: list[float] = field(default_factory=list)
     rebuilt_test_loss: list[float] = field(default_factory=list)
+    #: where and how it was trained, e.g. {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
+    meta: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {k: list(v) for k, v in self.__dict__.items()}
+        return {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in self.__dict__.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
@@ -72,6 +74,11 @@ def _check_finite(value: float, what: str, cfg: DenoiseConfig) -> None:
                                f"lower the learning rate. Earlier cached results are kept.")
 
 
+def _device_meta(device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": device.type, "device_name": name, "torch": torch.__version__}
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
@@ -84,7 +91,7 @@ def train_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *,
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr_primal, betas=(0.9, 0.999), eps=1e-8)
     Ytr, Xtr = train.noisy.to(device), train.clean.to(device)
     Yte, Xte = test.noisy.to(device), test.clean.to(device)
-    hist = History()
+    hist = History(meta=_device_meta(device))
     start, eval_seconds = time.perf_counter(), [0.0]
 
     def evaluate(epoch: int) -> None:
@@ -131,7 +138,7 @@ def train_dual(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, d
     hw = train.noisy.shape[-1] * train.noisy.shape[-2]
     Yp_img = Yp_tr.reshape(len(train), hw, -1)
     x_img = x_tr.reshape(len(train), hw)
-    hist = History()
+    hist = History(meta=_device_meta(device))
     start, eval_seconds = time.perf_counter(), [0.0]
 
     def evaluate(epoch: int) -> None:

@@ -1,0 +1,79 @@
+"""The main job: run every notebook through papermill, in order, at one scale.
+
+    python -m paper_utils.run_notebooks --scale cpu --device auto
+
+Executed copies go to ``build/<scale>/``; figures and claim records are written by the notebooks
+themselves (``figures/`` at ``cpu``/``paper`` scale, ``build/smoke/figures/`` at ``smoke``). One
+progress line per notebook (name, time, status); a failing notebook is reported and the run goes
+on with the next one; the exit status is non-zero if any failed. Trained models are cached by
+configuration (``build/cache``), so an interrupted run resumes without redoing finished work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import SCALES
+from .paths import project_root
+from .runtime import DEVICES
+
+
+def notebooks(folder: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_*.ipynb``), in order; ``only`` filters by name prefix."""
+    folder = folder or project_root() / "notebooks"
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.name.startswith(o) for o in only)]
+    return found
+
+
+def run(scale: str, device: str, only: list[str] | None = None, log=print) -> int:
+    """Execute the notebooks; returns the number of failures."""
+    import papermill
+
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+    out_dir = project_root() / "build" / scale
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    todo = notebooks(only=only)
+    log(f"running {len(todo)} notebooks at scale={scale}, device={device} -> {out_dir}")
+    total = time.perf_counter()
+    for nb in todo:
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"scale": scale, "device": device},
+                                       cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+            status = "ok"
+        except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
+            status = f"FAILED ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''})"
+            failures.append(nb.name)
+        log(f"{nb.name:40s} {time.perf_counter() - start:8.1f} s  {status}", flush=True)
+    log(f"total {time.perf_counter() - total:.1f} s; {len(todo) - len(failures)} ok, {len(failures)} failed"
+        + (f": {', '.join(failures)} (executed copies with the error are in {out_dir})" if failures else ""))
+    return len(failures)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="cpu", choices=SCALES)
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 04")
+    args = parser.parse_args(argv)
+    failures = run(args.scale, args.device, args.only)
+    try:
+        from .report import write_report
+
+        write_report(args.scale)
+    except ImportError:
+        pass
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

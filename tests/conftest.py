@@ -1,0 +1,36 @@
+"""Shared test set-up: deterministic CPU torch, an isolated cache, tiny MNIST stand-ins."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """Point the model cache at a temporary folder."""
+    monkeypatch.setenv("PAPER_UTILS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def fake_mnist():
+    """A deterministic stand-in with MNIST's shapes (tests must not depend on the real download)."""
+    from paper_utils.data import MnistArrays
+
+    rng = np.random.default_rng(0)
+    return MnistArrays(
+        train_images=rng.integers(0, 256, size=(60000, 28, 28), dtype=np.uint8),
+        train_labels=rng.integers(0, 10, size=60000, dtype=np.uint8),
+        test_images=rng.integers(0, 256, size=(10000, 28, 28), dtype=np.uint8),
+        test_labels=rng.integers(0, 10, size=10000, dtype=np.uint8),
+    )

@@ -1,0 +1,78 @@
+"""Training (determinism, the paper's objectives), the model cache, claims records."""
+
+import json
+
+import pytest
+import torch
+
+from paper_utils import cache as cache_mod
+from paper_utils import claims, config, experiments
+from paper_utils.data import mnist_denoising
+from paper_utils.training import TrainingDiverged, train_dual, train_primal
+
+
+def _tiny(fake_mnist, **changes):
+    cfg = config.mnist_denoise_config("smoke", 0.5).replace(n_train=10, n_test=5, n_filters=8, n_patterns=16,
+                                                            epochs=2, batch_size=5, **changes)
+    return cfg, *mnist_denoising(cfg.n_train, cfg.n_test, cfg.noise, cfg.noise_level, seed=cfg.seed, arrays=fake_mnist)
+
+
+def test_training_is_deterministic_and_decreases(fake_mnist):
+    cfg, tr, te = _tiny(fake_mnist)
+    cpu = torch.device("cpu")
+    _, h1 = train_primal(cfg, tr, te, device=cpu, progress=False)
+    _, h2 = train_primal(cfg, tr, te, device=cpu, progress=False)
+    assert h1.train_objective == h2.train_objective
+    assert h1.train_objective[-1] < h1.train_objective[0]
+    d1, g1 = train_dual(cfg, tr, te, device=cpu, progress=False)
+    d2, g2 = train_dual(cfg, tr, te, device=cpu, progress=False)
+    assert g1.train_objective == g2.train_objective and torch.equal(d1.W, d2.W)
+    assert g1.train_objective[-1] < g1.train_objective[0]
+    assert len(g1.max_violation) == len(g1.rebuilt_objective) == cfg.epochs + 1
+
+
+def test_divergence_is_reported_with_configuration(fake_mnist):
+    cfg, tr, te = _tiny(fake_mnist, lr_primal=1e30)
+    with pytest.raises(TrainingDiverged, match=cfg.label()):
+        train_primal(cfg, tr, te, device=torch.device("cpu"), progress=False)
+
+
+def test_cache_round_trip_and_corruption(tmp_path):
+    c = cache_mod.Cache(tmp_path)
+    c.save("models", "a", {"x": torch.arange(3), "h": [1.0, 2.0]})
+    assert torch.equal(c.load("models", "a")["x"], torch.arange(3))
+    path = c.path("models", "a")
+    path.write_bytes(path.read_bytes()[:-10])  # truncate
+    with pytest.warns(UserWarning, match="unusable"):
+        assert c.load("models", "a") is None
+    assert not path.exists()
+    assert c.load("models", "missing") is None
+
+
+def test_cached_models_are_reused(fake_mnist, tmp_cache, monkeypatch):
+    cfg, tr, te = _tiny(fake_mnist)
+    cpu = torch.device("cpu")
+    p1, ph1 = experiments.load_or_train_primal(cfg, tr, te, device=cpu, progress=False)
+    d1, dh1 = experiments.load_or_train_dual(cfg, tr, te, device=cpu, progress=False)
+
+    def fail(*a, **k):
+        raise AssertionError("retrained although cached")
+
+    monkeypatch.setattr(experiments, "train_primal", fail)
+    monkeypatch.setattr(experiments, "train_dual", fail)
+    p2, ph2 = experiments.load_or_train_primal(cfg, tr, te, device=cpu, progress=False)
+    d2, dh2 = experiments.load_or_train_dual(cfg, tr, te, device=cpu, progress=False)
+    assert ph2.as_dict() == ph1.as_dict() and dh2.as_dict() == dh1.as_dict()
+    assert torch.equal(p2.conv1.weight, p1.conv1.weight) and torch.equal(d2.W, d1.W)
+    assert torch.equal(d2(te.noisy), d1(te.noisy))
+
+
+def test_claims_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
+    c = claims.Claim("x.gap", "primal equals dual", 0.01, 0.05, True, "relative", {"inf": float("inf")})
+    path = claims.record_claims("99_test", [c], scale="smoke", device="cpu")
+    rec = json.loads(path.read_text())
+    assert rec["claims"][0]["holds"] is True and rec["scale"] == "smoke" and "date" in rec
+    assert rec["claims"][0]["details"]["inf"] == "inf"
+    assert claims.gather_claims("smoke")[0]["notebook"] == "99_test"
+    assert claims.relative_gap(1.1, 1.0) == pytest.approx(0.1)
