@@ -136,11 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=runtime.DEVICES)
     parser.add_argument("--sigmas", type=float, nargs="*", default=list(config.FIG2_SIGMAS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars (for logs)")
     args = parser.parse_args(argv)
     runtime.setup(args.seed)
     dev = runtime.resolve_device(args.device)
-    runs = [train_denoisers(config.mnist_denoise_config(args.scale, s, seed=args.seed), device=dev)
-            for s in args.sigmas]
+    runs = []
+    for sigma in args.sigmas:
+        runs.append(train_denoisers(config.mnist_denoise_config(args.scale, sigma, seed=args.seed), device=dev,
+                                    progress=not args.no_progress))
+        print(format_rows(duality_gap_rows(runs[-1:])), flush=True)
     print(format_rows(duality_gap_rows(runs)))
     for run in runs:
         print(run.cfg.label(), "primal s/epoch", f"{run.primal_history.seconds[-1] / run.cfg.epochs:.2f}",
