@@ -31,11 +31,14 @@ def cache_dir() -> Path:
 def output_dir(scale: str) -> Path:
     """Where figures and claim records of a run at ``scale`` go.
 
-    ``smoke`` runs never overwrite the committed figures: they write to ``build/smoke/``.
-    ``cpu`` and ``paper`` runs write to ``figures/``.
+    ``smoke`` runs never overwrite the committed figures: they write to ``build/smoke/figures/``.
+    ``cpu`` runs (the default of ``make figures``) write to ``figures/``; ``paper`` runs to
+    ``figures/paper/``, so the two committed sets live side by side.
     """
     if scale == "smoke":
         path = project_root() / "build" / "smoke" / "figures"
+    elif scale == "paper":
+        path = project_root() / "figures" / "paper"
     else:
         path = project_root() / "figures"
     path.mkdir(parents=True, exist_ok=True)

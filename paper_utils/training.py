@@ -76,7 +76,7 @@ def _check_finite(value: float, what: str, cfg: DenoiseConfig) -> None:
 
 def _device_meta(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": device.type, "device_name": name, "torch": torch.__version__}
+    return {"device": device.type, "device_name": name, "torch": str(torch.__version__)}
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
