@@ -79,6 +79,16 @@ def _device_meta(device: torch.device) -> dict:
     return {"device": device.type, "device_name": name, "torch": str(torch.__version__)}
 
 
+def check_finite_data(*sets: DenoisingSet) -> None:
+    """Raise ``ValueError`` if any image of the given sets holds NaN or Inf (before any training)."""
+    for data in sets:
+        for name in ("noisy", "clean"):
+            tensor = getattr(data, name)
+            if not torch.isfinite(tensor).all():
+                bad = (~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(1).nonzero().flatten().tolist()
+                raise ValueError(f"{name} images {bad[:10]}{'...' if len(bad) > 10 else ''} contain NaN or Inf")
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
@@ -86,6 +96,7 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
 def train_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, device: torch.device,
                  progress: bool = True) -> tuple[PrimalNet, History]:
     """Train the primal network of eq. (2) with the paper's Adam settings; returns the net and its curves."""
+    check_finite_data(train, test)
     gen = torch.Generator().manual_seed(cfg.seed)
     net = PrimalNet(cfg.n_filters, cfg.kernel_size, residual=cfg.residual, generator=gen).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr_primal, betas=(0.9, 0.999), eps=1e-8)
@@ -125,6 +136,7 @@ def train_dual(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, d
     ``G`` (d, P) defaults to :func:`paper_utils.dual.sample_generators` on the training patches
     with ``cfg.seed``.
     """
+    check_finite_data(train, test)
     k = cfg.kernel_size
     Yp_tr = extract_patches(train.noisy, k).to(device)
     x_tr = _targets(train, cfg.residual).reshape(-1).to(device)
