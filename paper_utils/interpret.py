@@ -300,11 +300,25 @@ def cluster_codes(codes: torch.Tensor | np.ndarray, k: int = 12, *, seed: int = 
     if uniq.shape[0] <= k:
         group = np.arange(uniq.shape[0])
     else:
-        X = flat[first].astype(np.float32)
+        X = _compress_columns(flat[first])
         km = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed, algorithm="lloyd")
         group = km.fit(X, sample_weight=counts.astype(np.float64)).labels_
     labels = group[inverse]
     return _relabel_by_size(labels).reshape(lead)
+
+
+def _compress_columns(codes: np.ndarray) -> np.ndarray:
+    """Float32 rows with the same pairwise Euclidean geometry as the boolean ``codes`` (u, q), fewer columns.
+
+    Constant columns add nothing to any distance and are dropped; a column repeated c times equals one
+    copy scaled by sqrt(c). k-means (distances, centroids) is unchanged up to that isometry.
+    """
+    varying = codes.any(0) & ~codes.all(0)
+    cols = codes[:, varying]
+    if cols.shape[1] == 0:
+        return np.zeros((codes.shape[0], 1), dtype=np.float32)
+    _, first, counts = np.unique(np.packbits(cols.T, axis=1), axis=0, return_index=True, return_counts=True)
+    return cols[:, first].astype(np.float32) * np.sqrt(counts).astype(np.float32)
 
 
 def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
