@@ -1,0 +1,357 @@
+r"""Sweeps over grids of configurations (Figures 8-10), resumable through the model cache.
+
+A sweep is a list of jobs ``(model, cfg)``: the primal network of eq. (2) or the convex dual of
+eq. (4) for one :class:`~paper_utils.config.DenoiseConfig`. :func:`run_sweep` trains each job (or
+loads it) through :func:`paper_utils.experiments.load_or_train_primal` / ``load_or_train_dual``,
+which save every network under its configuration key as soon as it is trained. A sweep interrupted
+anywhere (a kill, a crash, a diverged run) therefore resumes where it stopped: finished entries load
+from the cache and nothing finished is redone. Notebooks call :func:`run_sweep` and only plot.
+
+The result is tidy: one row (a dict) per job with the configuration's fields, its per-epoch curves
+(:class:`~paper_utils.training.History`) and its final numbers. :func:`curves_long` flattens rows to
+the long format seaborn plots (a dict of equal-length lists, one entry per job, network, part and
+epoch); :func:`select` filters it. No pandas is needed.
+
+Summaries of the two appendix experiments:
+
+- Robustness (App. B.1, Fig. 8-9): :func:`paired_margins` pairs the primal and dual of each
+  configuration and gives the relative margin ``(p - d) / p`` of the dual below the primal, for
+  the dual's eq. (4) objective and for the ReLU network rebuilt from it by eq. (5) (which differs
+  when the hinge-trained dual violates its constraints); :func:`margin_summary` gives the mean,
+  min and max over seeds.
+- Ablation (App. B.3, Fig. 10): :func:`patterns_to_reach` is the threshold rule, the smallest
+  number of sampled patterns P whose dual reaches the primal within a relative tolerance;
+  :func:`pattern_threshold_table` applies it per noise level.
+
+Letter key: N images, M patches, d patch dimension, P patterns, m filters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from . import experiments
+from .cache import Cache
+from .config import DenoiseConfig, check_scale
+from .data import DenoisingSet, MnistArrays, load_mnist, mnist_denoising
+from .training import History
+
+MODELS = ("primal", "dual")
+
+#: names of the curves in :func:`curves_long` (and the seaborn ``hue`` of the figures)
+PRIMAL, DUAL, REBUILT = "primal", "dual (eq. 4)", "rebuilt (eq. 5)"
+NETWORK_PALETTE = {PRIMAL: "tab:blue", DUAL: "tab:orange", REBUILT: "tab:green"}
+
+#: seeds per scale when a notebook's ``n_seeds`` is ``None`` (the paper shows a single run)
+DEFAULT_SEEDS = {
+    "robustness": {"smoke": 2, "cpu": 3, "paper": 3},
+    "ablation": {"smoke": 1, "cpu": 1, "paper": 1},
+}
+
+# History fields giving, per network, the train and test curves of the figures: the train curve is
+# the training objective (loss + regulariser: eq. (2) for the primal, eq. (4) for the dual and the
+# eq. (5) network's own objective for the rebuilt one), the test curve the data loss 1/(2M)||f - X||^2.
+_CURVES = {
+    "primal": ((PRIMAL, "train", "train_objective"), (PRIMAL, "test", "test_loss")),
+    "dual": ((DUAL, "train", "train_objective"), (DUAL, "test", "test_loss"),
+             (REBUILT, "train", "rebuilt_objective"), (REBUILT, "test", "rebuilt_test_loss")),
+}
+
+
+def seeds_for(experiment: str, scale: str, n_seeds: int | None = None, *, first: int = 0) -> list[int]:
+    """The seeds ``first, first + 1, ...`` of a sweep: ``n_seeds`` of them, or the scale's default.
+
+    Args:
+        experiment: ``"robustness"`` or ``"ablation"`` (keys of :data:`DEFAULT_SEEDS`).
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        n_seeds: how many; ``None`` takes ``DEFAULT_SEEDS[experiment][scale]``.
+        first: the first seed (a notebook's ``seed`` parameter).
+    """
+    if experiment not in DEFAULT_SEEDS:
+        raise ValueError(f"unknown experiment {experiment!r}; expected one of {tuple(DEFAULT_SEEDS)}")
+    n = DEFAULT_SEEDS[experiment][check_scale(scale)] if n_seeds is None else int(n_seeds)
+    if n < 1:
+        raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
+    return list(range(first, first + n))
+
+
+def sweep_jobs(configs: Iterable[DenoiseConfig], models: Sequence[str] = MODELS) -> list[tuple[str, DenoiseConfig]]:
+    """The jobs ``(model, cfg)`` for every configuration and every model in ``models`` (in that order)."""
+    for model in models:
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    return [(model, cfg) for cfg in configs for model in models]
+
+
+def cache_name(cfg: DenoiseConfig) -> str:
+    """The cache entry name :mod:`paper_utils.experiments` uses for ``cfg`` (``<label>-<key>``)."""
+    return f"{cfg.label()}-{cfg.key()}"
+
+
+def is_cached(cache: Cache, model: str, cfg: DenoiseConfig) -> bool:
+    """Whether the ``model`` network of ``cfg`` is in ``cache`` (file and checksum present)."""
+    path = cache.path(model, cache_name(cfg))
+    return path.exists() and path.with_suffix(".sha256").exists()
+
+
+def _data_key(cfg: DenoiseConfig) -> tuple:
+    return cfg.dataset, cfg.n_train, cfg.n_test, cfg.noise, cfg.noise_level, cfg.seed
+
+
+def _final(history: History, field: str) -> float | None:
+    values = getattr(history, field)
+    return float(values[-1]) if values else None
+
+
+def _row(model: str, cfg: DenoiseConfig, history: History, from_cache: bool) -> dict:
+    dual = model == "dual"
+    return {
+        "model": model, "label": cfg.label(), "key": cfg.key(), "scale": cfg.scale,
+        "noise": f"{cfg.noise} {cfg.noise_level:g}", "noise_kind": cfg.noise, "noise_level": cfg.noise_level,
+        "seed": cfg.seed, "n_train": cfg.n_train, "epochs": cfg.epochs,
+        "n_filters": None if dual else cfg.n_filters, "n_patterns": cfg.n_patterns if dual else None,
+        "lr": cfg.lr_dual if dual else cfg.lr_primal,
+        "from_cache": from_cache, "train_seconds": _final(history, "seconds"),
+        "train_loss": _final(history, "train_loss"), "train_objective": _final(history, "train_objective"),
+        "test_loss": _final(history, "test_loss"),
+        "rebuilt_objective": _final(history, "rebuilt_objective"),
+        "rebuilt_test_loss": _final(history, "rebuilt_test_loss"),
+        "max_violation": _final(history, "max_violation"),
+        "history": history,
+    }
+
+
+def run_sweep(jobs: Sequence[tuple[str, DenoiseConfig]], *, device: torch.device, cache: Cache | None = None,
+              arrays: MnistArrays | None = None, progress: bool = True, train_progress: bool = False) -> list[dict]:
+    """Train or load every job of a grid; returns one tidy row per job, in order.
+
+    Each network is cached as soon as it is trained, so rerunning an interrupted sweep loads the
+    finished jobs (``row["from_cache"]`` is then ``True``) and trains only the rest. A job listed
+    twice is trained once. Data sets are built once per (data, noise, seed) and shared by the jobs.
+
+    Args:
+        jobs: ``(model, cfg)`` pairs, ``model`` in :data:`MODELS` (see :func:`sweep_jobs`).
+            Only MNIST configurations are supported.
+        device: where to train.
+        cache: the model cache (default ``build/cache``).
+        arrays: MNIST arrays (default :func:`paper_utils.data.load_mnist`, loaded on first need).
+        progress: a tqdm bar over the grid.
+        train_progress: also the per-epoch bars of each training run.
+
+    Returns:
+        Rows (dicts) with the configuration's fields (``model``, ``noise``, ``noise_level``,
+        ``seed``, ``n_filters`` (primal) or ``n_patterns`` (dual), ...), ``from_cache``, the final
+        ``train_loss``, ``train_objective``, ``test_loss`` and, for the dual, ``rebuilt_objective``,
+        ``rebuilt_test_loss`` and ``max_violation`` (``None`` for the primal), and the per-epoch
+        ``history``.
+
+    Raises:
+        ValueError: an unknown model or a non-MNIST configuration.
+        paper_utils.training.TrainingDiverged: a run diverged (the finished ones stay cached).
+    """
+    jobs = list(jobs)
+    for model, cfg in jobs:
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+        if cfg.dataset != "mnist":
+            raise ValueError(f"run_sweep handles MNIST configurations only, got dataset {cfg.dataset!r}")
+    cache = cache or Cache()
+    datasets: dict[tuple, tuple[DenoisingSet, DenoisingSet]] = {}
+    rows = []
+    bar = tqdm(jobs, desc="sweep", disable=not progress)
+    for model, cfg in bar:
+        bar.set_postfix_str(f"{model} {cfg.label()}")
+        if _data_key(cfg) not in datasets:
+            if arrays is None:
+                arrays = load_mnist()
+            datasets[_data_key(cfg)] = mnist_denoising(cfg.n_train, cfg.n_test, cfg.noise, cfg.noise_level,
+                                                       seed=cfg.seed, arrays=arrays)
+        train, test = datasets[_data_key(cfg)]
+        from_cache = is_cached(cache, model, cfg)
+        load_or_train = experiments.load_or_train_primal if model == "primal" else experiments.load_or_train_dual
+        _, history = load_or_train(cfg, train, test, device=device, cache=cache, progress=train_progress)
+        rows.append(_row(model, cfg, history, from_cache))
+    return rows
+
+
+# --------------------------------------------------------------------------- long format for seaborn
+
+_ID_FIELDS = ("model", "noise", "noise_kind", "noise_level", "seed", "n_filters", "n_patterns", "key")
+
+
+def curves_long(rows: Sequence[dict], *, final_only: bool = False) -> dict[str, list]:
+    """Per-epoch curves of ``rows`` in long format: a dict of equal-length lists (seaborn ``data=``).
+
+    One entry per row, network, part and epoch, with columns ``network`` (:data:`PRIMAL`,
+    :data:`DUAL` or :data:`REBUILT`; a dual row gives both of the last two), ``part`` (``"train"``:
+    the training objective; ``"test"``: the test loss), ``epoch``, ``value``, and the row's
+    ``model``, ``noise``, ``noise_kind``, ``noise_level``, ``seed``, ``n_filters``, ``n_patterns``, ``key``.
+
+    Args:
+        rows: rows of :func:`run_sweep`.
+        final_only: keep only the last epoch of each curve.
+    """
+    cols: dict[str, list] = {c: [] for c in ("network", "part", "epoch", "value", *_ID_FIELDS)}
+    for row in rows:
+        hist = row["history"]
+        for network, part, field in _CURVES[row["model"]]:
+            values = getattr(hist, field)
+            pairs = list(zip(hist.epoch, values))
+            for epoch, value in pairs[-1:] if final_only else pairs:
+                cols["network"].append(network); cols["part"].append(part)
+                cols["epoch"].append(epoch); cols["value"].append(float(value))
+                for c in _ID_FIELDS:
+                    cols[c].append(row[c])
+    return cols
+
+
+def select(long: dict[str, list], **where) -> dict[str, list]:
+    """The entries of a long-format dict whose columns equal the given values, e.g. ``part="train"``."""
+    for c in where:
+        if c not in long:
+            raise ValueError(f"no column {c!r}; columns are {list(long)}")
+    n = len(next(iter(long.values()), []))
+    keep = [i for i in range(n) if all(long[c][i] == v for c, v in where.items())]
+    return {c: [vals[i] for i in keep] for c, vals in long.items()}
+
+
+# --------------------------------------------------------------------------- robustness (Fig. 8, 9)
+
+
+def relative_margin(primal: float, dual: float) -> float:
+    """``(primal - dual) / primal``: how far (relatively) the dual ends below the primal (> 0: lower)."""
+    if not primal > 0:
+        raise ValueError(f"the primal value must be > 0 (a loss), got {primal}")
+    return (primal - dual) / primal
+
+
+def _tail_mean(history: History, field: str, tail: int) -> float:
+    values = getattr(history, field)[-tail:]
+    return sum(values) / len(values)
+
+
+def paired_margins(rows: Sequence[dict], *, tail: int = 1) -> list[dict]:
+    """Pair the primal and dual rows of each configuration (same key); one row per pair.
+
+    Args:
+        rows: rows of :func:`run_sweep`.
+        tail: compare the mean of the last ``tail`` epochs (1: the final epoch, as the paper). A
+            larger tail shows how much a verdict depends on where an oscillating Adam run stops.
+
+    Returns:
+        Rows with ``noise``, ``seed``, the final (or tail-mean) ``primal_train`` (eq. 2 objective), ``dual_train``
+        (eq. 4 objective), ``rebuilt_train`` (objective of the eq. (5) network), ``primal_test``,
+        ``dual_test``, ``rebuilt_test`` (test losses), the margins
+        ``margin_train = (primal_train - dual_train) / primal_train``, ``margin_rebuilt_train``,
+        ``margin_test``, ``margin_rebuilt_test`` (:func:`relative_margin`; > 0 means the dual ends
+        lower), and the final ``max_violation``. Configurations without both networks are skipped.
+    """
+    if tail < 1:
+        raise ValueError(f"tail must be >= 1, got {tail}")
+    by_key: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_key.setdefault(row["key"], {})[row["model"]] = row
+    out = []
+    for pair in by_key.values():
+        if set(pair) != set(MODELS):
+            continue
+        p, d = pair["primal"]["history"], pair["dual"]["history"]
+        v = {"primal_train": _tail_mean(p, "train_objective", tail), "dual_train": _tail_mean(d, "train_objective", tail),
+             "rebuilt_train": _tail_mean(d, "rebuilt_objective", tail), "primal_test": _tail_mean(p, "test_loss", tail),
+             "dual_test": _tail_mean(d, "test_loss", tail), "rebuilt_test": _tail_mean(d, "rebuilt_test_loss", tail)}
+        out.append({
+            "noise": pair["primal"]["noise"], "seed": pair["primal"]["seed"],
+            **{k: v[k] for k in ("primal_train", "dual_train", "rebuilt_train")},
+            "margin_train": relative_margin(v["primal_train"], v["dual_train"]),
+            "margin_rebuilt_train": relative_margin(v["primal_train"], v["rebuilt_train"]),
+            **{k: v[k] for k in ("primal_test", "dual_test", "rebuilt_test")},
+            "margin_test": relative_margin(v["primal_test"], v["dual_test"]),
+            "margin_rebuilt_test": relative_margin(v["primal_test"], v["rebuilt_test"]),
+            "max_violation": pair["dual"]["max_violation"],
+        })
+    return out
+
+
+def margin_summary(pairs: Sequence[dict], margins: Sequence[str] = ("margin_train", "margin_rebuilt_train",
+                                                                      "margin_test", "margin_rebuilt_test")) -> list[dict]:
+    """Mean, min and max over seeds of each margin, per noise: one row per (noise, margin)."""
+    out = []
+    for noise in dict.fromkeys(p["noise"] for p in pairs):
+        group = [p for p in pairs if p["noise"] == noise]
+        for m in margins:
+            vals = [p[m] for p in group]
+            out.append({"noise": noise, "margin": m, "seeds": len(vals), "mean": sum(vals) / len(vals),
+                        "min": min(vals), "max": max(vals)})
+    return out
+
+
+# --------------------------------------------------------------------------- ablation (Fig. 10)
+
+
+def patterns_to_reach(n_patterns: Sequence[int], dual_values: Sequence[float], reference: float,
+                      rel_tol: float = 0.01) -> int | None:
+    """The threshold rule of Figure 10: the smallest P whose dual value reaches the primal's.
+
+    The dual with P sampled patterns "reaches zero gap" when its final value is at most
+    ``(1 + rel_tol) * reference``, i.e. not more than ``rel_tol`` (relative) above the primal's;
+    a dual below the primal (an under-trained primal) counts as reached. Sampled duals are
+    restrictions of the full dual (``d_P >= p*``), so larger P can only help the optimum; the rule
+    still scans every P and returns the smallest that passes, without assuming monotonicity.
+
+    Args:
+        n_patterns: the numbers of sampled patterns P, distinct, any order.
+        dual_values: the dual's final value for each P (e.g. the mean over seeds), same length.
+        reference: the primal's final value (> 0).
+        rel_tol: relative tolerance (>= 0); 0.01 is "within 1%".
+
+    Returns:
+        The smallest passing P, or ``None`` if no P of the grid reaches the primal (the claim then
+        cannot be confirmed at this grid: more patterns, or more training, would be needed).
+    """
+    if len(n_patterns) != len(dual_values):
+        raise ValueError(f"n_patterns and dual_values differ in length: {len(n_patterns)} vs {len(dual_values)}")
+    if len(set(n_patterns)) != len(n_patterns):
+        raise ValueError(f"n_patterns must be distinct (average over seeds first), got {list(n_patterns)}")
+    if not reference > 0:
+        raise ValueError(f"reference must be > 0 (a loss), got {reference}")
+    if not rel_tol >= 0:
+        raise ValueError(f"rel_tol must be >= 0, got {rel_tol}")
+    passing = [P for P, v in zip(n_patterns, dual_values) if math.isfinite(v) and v <= (1 + rel_tol) * reference]
+    return min(passing) if passing else None
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def pattern_threshold_table(rows: Sequence[dict], *, metric: str = "train_objective", dual_metric: str | None = None,
+                            rel_tol: float = 0.01) -> list[dict]:
+    """Figure 10's summary: per noise level, the primal's final value and the P that reaches it.
+
+    The primal value is the mean over its rows (seeds) at that noise level; the dual's value per P
+    is the mean over seeds of ``dual_metric`` (default ``metric``; e.g. ``"rebuilt_objective"`` for
+    the eq. (5) network against the primal's ``"train_objective"``).
+
+    Returns:
+        One row per noise level: ``sigma``, ``primal``, ``best_dual`` (lowest mean over P),
+        ``best_P``, ``P_reached`` (:func:`patterns_to_reach`, ``None`` if no P reaches it) and
+        ``max_P`` (the largest P tried).
+    """
+    dual_metric = dual_metric or metric
+    out = []
+    for sigma in dict.fromkeys(r["noise_level"] for r in rows):
+        primal = [r[metric] for r in rows if r["model"] == "primal" and r["noise_level"] == sigma]
+        duals = [r for r in rows if r["model"] == "dual" and r["noise_level"] == sigma]
+        if not primal or not duals:
+            raise ValueError(f"noise level {sigma:g} needs both primal and dual rows")
+        counts = sorted({r["n_patterns"] for r in duals})
+        means = [_mean([r[dual_metric] for r in duals if r["n_patterns"] == P]) for P in counts]
+        ref = _mean(primal)
+        best = min(range(len(counts)), key=lambda i: means[i])
+        out.append({"sigma": sigma, "primal": ref, "best_dual": means[best], "best_P": counts[best],
+                    "P_reached": patterns_to_reach(counts, means, ref, rel_tol), "max_P": counts[-1]})
+    return out
