@@ -1,0 +1,559 @@
+r"""MRI reconstruction with the primal and dual networks: Figures 6, 7 and 11 (paper Sec. 5.2, App. B.4-B.5).
+
+The networks are the *residual* ones of eq. (6) / Corollary 1.1: the input ``Y`` is the real or the
+imaginary part of the SENSE-combined zero-filled image (:mod:`paper_utils.mri`), the target ``X``
+the same part of the fully sampled SENSE image, and both networks learn the correction
+``X - Y``:
+
+.. math::
+    \hat X = Y + f(Y), \qquad
+    f(Y) = \sum_{j=1}^{m} (Y \circledast u_j)_+ \circledast v_j \ \text{(primal, eq. 2)}, \qquad
+    f(y_p) = \sum_{i=1}^{P} d_i(p)\, y_p^\top (w_i - z_i) \ \text{(dual, eq. 4 and 8)}.
+
+Paper settings (App. B.4, :func:`paper_utils.config.mri_config`): k = 7 (padding 3), primal m = 1024
+(Adam lr 1e-3), dual P = 5000 sampled patterns (Adam lr 5e-7, hinge penalty), batch 2, 25 epochs,
+beta = 1e-5; R in {2, 4, 8}.
+
+Evaluation (Figure 7) is on the complex test slices: the network's outputs for the real and the
+imaginary part of a slice are recombined (:func:`paper_utils.mri.pairs_to_complex`) and compared
+in magnitude with the target's magnitude: PSNR with the target magnitude's maximum as data range
+(:func:`magnitude_psnr`), SSIM by ``skimage.metrics.structural_similarity`` with the same explicit
+data range (:func:`magnitude_ssim`), averaged over test slices. Four reconstructions are scored
+(:data:`METHODS`): the primal network, the dual network, the ReLU network rebuilt from the dual by
+eq. (5), and the zero-filled input itself (the baseline both networks must beat).
+
+Figure 11 shows the magnitude frequency responses of dual filters ``w_i`` (k x k, zero-padded to
+80 x 80, centred spectrum) with the helpers of :mod:`paper_utils.interpret` (``filter_spectra``,
+``count_null_filters``, ``tile_images``, the conventions of Figure 4); :func:`select_filters` draws
+the filters shown and :func:`peak_frequencies` / :func:`frequency_bands` summarise where each
+response peaks.
+
+Measured behaviour on the simulated data (smoke-size data, R = 4; see notebook 05): the zero-filled
+input is already close to the target (train loss ``1/(2M)||Y - X||^2`` about 1e-3, against a target
+energy of about 0.065; the best linear 7 x 7 residual filter gains only 1 to 1.6 %). The dual starts
+at ``W = Z = 0``, i.e. exactly at the zero-filled input, and at the paper's lr 5e-7 moves by less than
+0.1 % in the few hundred Adam steps of the ``smoke``/``cpu`` scales (the paper took about 43,500
+steps); the primal starts from a random initialisation far above the zero-filled loss. So at those
+scales neither network has converged, and the claims are only a fair test at ``paper`` scale.
+
+Letter key: N slices (2N real single-channel examples), H = W = 80, k kernel size, d = k k patch
+dimension, P patterns, m primal filters.
+
+Caching: the data are cached by :func:`paper_utils.mri.load_mri_datasets`; models by
+:func:`paper_utils.experiments.load_or_train_primal` / ``load_or_train_dual`` in a model cache
+whose folder is named after the dataset's cache file (:func:`model_cache`), so models trained on
+different data (simulated vs fastMRI, another seed or slice count) never collide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import mri
+from .cache import Cache
+from .config import DenoiseConfig
+from .data import DenoisingSet
+from .dual import DualNet
+from .experiments import load_or_train_dual, load_or_train_primal
+from .metrics import psnr
+from .paths import cache_dir
+from .primal import PrimalNet
+from .training import History
+
+__all__ = [
+    "METHODS",
+    "FIG7_ACCELERATIONS",
+    "FIG11_ACCELERATION",
+    "FIG11_N_FILTERS",
+    "MRIRun",
+    "MRIScores",
+    "mri_denoising_sets",
+    "load_mri_data",
+    "model_cache",
+    "train_mri",
+    "train_mri_runs",
+    "complex_magnitudes",
+    "magnitude_psnr",
+    "magnitude_ssim",
+    "predict_pairs",
+    "evaluate_mri",
+    "score_rows",
+    "gap_rows",
+    "format_scores",
+    "data_summary",
+    "timing_rows",
+    "representative_slice",
+    "select_filters",
+    "peak_frequencies",
+    "FREQUENCY_BANDS",
+    "frequency_bands",
+    "source_label",
+]
+
+#: the reconstructions scored by :func:`evaluate_mri`, in table order
+METHODS = ("primal", "dual", "rebuilt", "zero-filled")
+#: Figure 7's accelerations (paper: "undersampling R = 2, 4")
+FIG7_ACCELERATIONS = (2, 4)
+#: Figure 11's acceleration and number of filters shown (paper App. B.5: 250 filters, R = 4)
+FIG11_ACCELERATION = 4
+FIG11_N_FILTERS = 250
+
+
+# --------------------------------------------------------------------------------------------
+# Data and training
+# --------------------------------------------------------------------------------------------
+
+
+def source_label(data: mri.MRIDataset) -> str:
+    """The honesty label of the data (e.g. :data:`paper_utils.mri.SIMULATED_SOURCE_LABEL`)."""
+    return str(data.description["source_label"])
+
+
+def mri_denoising_sets(data: mri.MRIDataset) -> tuple[DenoisingSet, DenoisingSet]:
+    """The train and test splits of ``data`` as :class:`~paper_utils.data.DenoisingSet` pairs.
+
+    ``noisy`` is the zero-filled input ``Y`` and ``clean`` the target ``X``, both (2N, 1, 80, 80)
+    float32 with real and imaginary parts as separate examples (paper Sec. 5.2). The MRI data are
+    already normalised per slice (:mod:`paper_utils.mri`), hence ``mean = 0``, ``std = 1``.
+    """
+    train = DenoisingSet(noisy=data.train_input, clean=data.train_target, mean=0.0, std=1.0)
+    test = DenoisingSet(noisy=data.test_input, clean=data.test_target, mean=0.0, std=1.0)
+    return train, test
+
+
+def _check_mri_config(cfg: DenoiseConfig) -> None:
+    if not isinstance(cfg, DenoiseConfig):
+        raise ValueError(f"expected a DenoiseConfig, got {type(cfg).__name__}")
+    if cfg.dataset != "mri":
+        raise ValueError(f"configuration {cfg.label()} is not an MRI one (dataset={cfg.dataset!r}); "
+                         "use paper_utils.config.mri_config")
+
+
+def load_mri_data(cfgs: Sequence[DenoiseConfig], *, source: str = "simulated", fastmri_path=None,
+                  cache_dir: str | Path | None = None, progress: bool = False) -> dict[float, mri.MRIDataset]:
+    """The prepared datasets of several MRI configurations, built in one pass (one JSENSE per slice).
+
+    Args:
+        cfgs: MRI configurations (:func:`paper_utils.config.mri_config`) that differ only in the
+            acceleration R (``noise_level``); ``n_train`` / ``n_test`` count slices, ``seed``
+            seeds the simulation and the masks.
+        source: ``"simulated"`` or ``"fastmri"`` (see :func:`paper_utils.mri.load_mri_datasets`).
+        fastmri_path: for ``source="fastmri"``: a folder of ``.h5`` files (``""`` counts as none).
+        cache_dir: data cache folder (default ``build/cache/mri``).
+        progress: show a progress bar while preparing slices.
+
+    Returns:
+        dict mapping each ``cfg.noise_level`` (R) to its :class:`paper_utils.mri.MRIDataset`.
+    """
+    cfgs = list(cfgs)
+    if not cfgs:
+        raise ValueError("cfgs must hold at least one configuration")
+    for cfg in cfgs:
+        _check_mri_config(cfg)
+    sizes = {(c.n_train, c.n_test, c.seed) for c in cfgs}
+    if len(sizes) != 1:
+        raise ValueError(f"configurations to load together must share n_train, n_test and seed, got {sorted(sizes)}")
+    n_train, n_test, seed = sizes.pop()
+    return mri.load_mri_datasets([c.noise_level for c in cfgs], n_train_slices=n_train, n_test_slices=n_test,
+                                 seed=seed, source=source, fastmri_path=fastmri_path or None,
+                                 cache_dir=cache_dir, progress=progress)
+
+
+def model_cache(data: mri.MRIDataset, root: str | Path | None = None) -> Cache:
+    """The model cache of networks trained on ``data``: ``<root>/mri_models/<dataset file stem>``.
+
+    The dataset's cache file name carries its source, R and a hash of its configuration, so the
+    model cache key (:meth:`paper_utils.config.DenoiseConfig.key`, which does not know the data
+    source) cannot mix up models trained on different data.
+    """
+    root = Path(root) if root is not None else cache_dir()
+    stem = data.cache_path.stem if data.cache_path is not None else f"mri-uncached-R{data.R:g}"
+    return Cache(root / "mri_models" / stem)
+
+
+@dataclass
+class MRIRun:
+    """One acceleration R: data, both trained networks and their per-epoch curves.
+
+    Attributes:
+        cfg: the configuration (:func:`paper_utils.config.mri_config`).
+        data: the prepared dataset at R.
+        train, test: ``data`` as denoising sets (2N, 1, 80, 80).
+        primal, dual: the trained networks (residual, eq. 6).
+        primal_history, dual_history: per-epoch curves (:class:`paper_utils.training.History`).
+        seconds: wall-clock seconds of this process: ``data`` (shared by the runs loaded together),
+            ``primal`` and ``dual`` (training, or loading from the cache).
+        from_cache: whether ``data``, ``primal`` and ``dual`` were loaded rather than computed.
+    """
+
+    cfg: DenoiseConfig
+    data: mri.MRIDataset
+    train: DenoisingSet
+    test: DenoisingSet
+    primal: PrimalNet
+    dual: DualNet
+    primal_history: History
+    dual_history: History
+    seconds: dict[str, float] = field(default_factory=dict)
+    from_cache: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def R(self) -> float:
+        return float(self.cfg.noise_level)
+
+
+def _model_name(cfg: DenoiseConfig) -> str:
+    # the name paper_utils.experiments uses for its cache entries
+    return f"{cfg.label()}-{cfg.key()}"
+
+
+def train_mri(cfg: DenoiseConfig, device: torch.device | str = "cpu", *, data: mri.MRIDataset | None = None,
+              source: str = "simulated", fastmri_path=None, cache_root: str | Path | None = None,
+              progress: bool = True) -> MRIRun:
+    """Data and both networks of one MRI configuration, loaded from the caches or trained.
+
+    Args:
+        cfg: an MRI configuration (:func:`paper_utils.config.mri_config`).
+        device: where to train (``torch.device`` or name).
+        data: the prepared dataset, if already loaded (e.g. by :func:`load_mri_data`); otherwise it
+            is loaded (or built) here from ``source`` / ``fastmri_path``.
+        source, fastmri_path: see :func:`load_mri_data`.
+        cache_root: root of both caches (data under ``<root>/mri``, models under
+            ``<root>/mri_models``); default ``build/cache``.
+        progress: progress bars.
+
+    Returns:
+        :class:`MRIRun`.
+    """
+    _check_mri_config(cfg)
+    device = torch.device(device)
+    seconds, cached = {}, {}
+    if data is None:
+        t0 = time.perf_counter()
+        data_dir = Path(cache_root) / "mri" if cache_root is not None else None
+        data = load_mri_data([cfg], source=source, fastmri_path=fastmri_path, cache_dir=data_dir,
+                             progress=progress)[cfg.noise_level]
+        seconds["data"] = time.perf_counter() - t0
+    elif abs(float(data.R) - float(cfg.noise_level)) > 1e-9:
+        raise ValueError(f"data are at R = {data.R:g} but the configuration asks for R = {cfg.noise_level:g}")
+    elif data.n_train_slices != cfg.n_train or data.n_test_slices != cfg.n_test:
+        raise ValueError(f"data hold {data.n_train_slices}/{data.n_test_slices} train/test slices, the configuration "
+                         f"asks for {cfg.n_train}/{cfg.n_test}")
+    cached["data"] = bool(data.from_cache)
+    train, test = mri_denoising_sets(data)
+    cache = model_cache(data, cache_root)
+    cached["primal"] = cache.path("primal", _model_name(cfg)).exists()
+    t0 = time.perf_counter()
+    primal, ph = load_or_train_primal(cfg, train, test, device=device, cache=cache, progress=progress)
+    seconds["primal"] = time.perf_counter() - t0
+    cached["dual"] = cache.path("dual", _model_name(cfg)).exists()
+    t0 = time.perf_counter()
+    dual, dh = load_or_train_dual(cfg, train, test, device=device, cache=cache, progress=progress)
+    seconds["dual"] = time.perf_counter() - t0
+    return MRIRun(cfg, data, train, test, primal, dual, ph, dh, seconds=seconds, from_cache=cached)
+
+
+def train_mri_runs(cfgs: Sequence[DenoiseConfig], device: torch.device | str = "cpu", *, source: str = "simulated",
+                   fastmri_path=None, cache_root: str | Path | None = None, progress: bool = True) -> list[MRIRun]:
+    """:func:`train_mri` for several accelerations, with the data of all of them built in one pass.
+
+    ``seconds["data"]`` of every run is the time of that shared pass.
+    """
+    cfgs = list(cfgs)
+    t0 = time.perf_counter()
+    data_dir = Path(cache_root) / "mri" if cache_root is not None else None
+    datasets = load_mri_data(cfgs, source=source, fastmri_path=fastmri_path, cache_dir=data_dir, progress=progress)
+    t_data = time.perf_counter() - t0
+    runs = []
+    for cfg in cfgs:
+        run = train_mri(cfg, device, data=datasets[cfg.noise_level], cache_root=cache_root, progress=progress)
+        run.seconds = {"data": t_data, **run.seconds}
+        runs.append(run)
+    return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation on complex slices (Figure 7)
+# --------------------------------------------------------------------------------------------
+
+
+def complex_magnitudes(pairs: torch.Tensor) -> torch.Tensor:
+    """Magnitude images (N, H, W) float64 of real/imaginary pairs (2N, 1, H, W) (layout of
+    :func:`paper_utils.mri.complex_to_pairs`): ``|real + i imag|`` per slice."""
+    return mri.pairs_to_complex(torch.as_tensor(pairs).detach().cpu().float()).abs().double()
+
+
+def _as_image(x, what: str) -> np.ndarray:
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be one (H, W) image, got shape {a.shape}")
+    return a
+
+
+def magnitude_psnr(prediction, target) -> float:
+    """PSNR in dB of one magnitude image, ``10 log10(max(target)^2 / MSE)``.
+
+    The data range is the target magnitude's maximum (magnitudes are non-negative, so this is the
+    range from 0), the convention of fastMRI's evaluation.
+
+    Args:
+        prediction, target: (H, W) real images (tensors or arrays).
+    """
+    p, t = _as_image(prediction, "prediction"), _as_image(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"shapes differ: {p.shape} vs {t.shape}")
+    peak = float(t.max())
+    if not peak > 0:
+        raise ValueError("the target's maximum must be > 0 (it is the PSNR's data range)")
+    return psnr(torch.from_numpy(p), torch.from_numpy(t), data_range=peak)
+
+
+def magnitude_ssim(prediction, target) -> float:
+    """SSIM of one magnitude image: ``skimage.metrics.structural_similarity`` (7 x 7 uniform
+    window, its defaults) with the explicit data range ``max(target)``.
+
+    Args:
+        prediction, target: (H, W) real images (tensors or arrays).
+    """
+    from skimage.metrics import structural_similarity
+
+    p, t = _as_image(prediction, "prediction"), _as_image(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"shapes differ: {p.shape} vs {t.shape}")
+    peak = float(t.max())
+    if not peak > 0:
+        raise ValueError("the target's maximum must be > 0 (it is the SSIM's data range)")
+    return float(structural_similarity(t, p, data_range=peak))
+
+
+def predict_pairs(net: torch.nn.Module, inputs: torch.Tensor, *, batch_size: int = 8) -> torch.Tensor:
+    """A network's output (2N, 1, H, W) on ``inputs`` (2N, 1, H, W), in batches, on the net's device, no gradient."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    param = next(iter(net.parameters()), None)
+    buffer = next(iter(net.buffers()), None)
+    device = (param if param is not None else buffer).device
+    outs = []
+    with torch.no_grad():
+        for i in range(0, inputs.shape[0], batch_size):
+            outs.append(net(inputs[i:i + batch_size].to(device)).cpu())
+    return torch.cat(outs)
+
+
+@dataclass
+class MRIScores:
+    """Per-slice scores of the reconstructions of one run (see :func:`evaluate_mri`).
+
+    Attributes:
+        R: acceleration.
+        psnr, ssim: method -> (N_test,) array (methods of :data:`METHODS`).
+        magnitudes: ``"target"`` and each method -> (N_test, H, W) float64 magnitude images.
+        seconds: wall-clock time of the evaluation.
+    """
+
+    R: float
+    psnr: dict[str, np.ndarray]
+    ssim: dict[str, np.ndarray]
+    magnitudes: dict[str, torch.Tensor]
+    seconds: float = 0.0
+
+    def mean(self, metric: str, method: str) -> float:
+        """Mean over test slices of ``metric`` (``"psnr"`` or ``"ssim"``) for ``method``."""
+        if metric not in ("psnr", "ssim"):
+            raise ValueError(f"metric must be 'psnr' or 'ssim', got {metric!r}")
+        return float(np.mean(getattr(self, metric)[method]))
+
+
+def evaluate_mri(run: MRIRun, *, batch_size: int = 8) -> MRIScores:
+    """PSNR and SSIM on the complex test slices of the primal, dual, eq. (5)-rebuilt and zero-filled images.
+
+    Each method's outputs for the real and imaginary parts are recombined into complex images
+    (:func:`paper_utils.mri.pairs_to_complex`), their magnitude is compared with the target's
+    magnitude (:func:`magnitude_psnr`, :func:`magnitude_ssim`) slice by slice.
+    """
+    t0 = time.perf_counter()
+    inputs = run.data.test_input
+    outputs = {
+        "primal": predict_pairs(run.primal, inputs, batch_size=batch_size),
+        "dual": predict_pairs(run.dual, inputs, batch_size=batch_size),
+        "rebuilt": predict_pairs(run.dual.to_primal().to(run.dual.G.device), inputs, batch_size=batch_size),
+        "zero-filled": inputs,
+    }
+    target = run.data.test_target_complex.abs().double()
+    mags = {"target": target, **{m: complex_magnitudes(outputs[m]) for m in METHODS}}
+    scores_psnr = {m: np.array([magnitude_psnr(p, t) for p, t in zip(mags[m], target)]) for m in METHODS}
+    scores_ssim = {m: np.array([magnitude_ssim(p, t) for p, t in zip(mags[m], target)]) for m in METHODS}
+    return MRIScores(run.R, scores_psnr, scores_ssim, mags, seconds=time.perf_counter() - t0)
+
+
+def score_rows(scores: Sequence[MRIScores], digits: int = 2) -> list[dict]:
+    """Mean test PSNR (dB) and SSIM per method, one row per R, rounded to ``digits`` decimals
+    (SSIM to ``digits + 1``), plus the primal - dual PSNR difference."""
+    rows = []
+    for s in scores:
+        row: dict = {"R": f"{s.R:g}"}
+        for m in METHODS:
+            row[f"psnr_{m}"] = round(s.mean("psnr", m), digits)
+        for m in METHODS:
+            row[f"ssim_{m}"] = round(s.mean("ssim", m), digits + 1)
+        row["psnr_primal_minus_dual"] = round(s.mean("psnr", "primal") - s.mean("psnr", "dual"), digits)
+        rows.append(row)
+    return rows
+
+
+def gap_rows(runs: Sequence[MRIRun]) -> list[dict]:
+    """Final-epoch numbers of Figure 6 per R: train objectives, test losses and relative gaps
+    ``(dual - primal) / primal``, the zero-filled baseline ``zf_*`` (the dual at initialisation,
+    W = Z = 0, predicts ``Y``), the rebuilt network's objective, the dual's largest constraint
+    violation and ``dual_change``, the relative change of the dual's train objective since
+    initialisation (how far the dual moved from the zero-filled input)."""
+    rows = []
+    for run in runs:
+        ph, dh = run.primal_history, run.dual_history
+        p_tr, d_tr, p_te, d_te = ph.train_objective[-1], dh.train_objective[-1], ph.test_loss[-1], dh.test_loss[-1]
+        rows.append({
+            "R": f"{run.R:g}",
+            "zf_train": dh.train_loss[0], "primal_train": p_tr, "dual_train": d_tr, "gap_train": (d_tr - p_tr) / p_tr,
+            "zf_test": dh.test_loss[0], "primal_test": p_te, "dual_test": d_te, "gap_test": (d_te - p_te) / p_te,
+            "rebuilt_train": dh.rebuilt_objective[-1], "max_violation": dh.max_violation[-1],
+            "dual_change": (d_tr - dh.train_objective[0]) / dh.train_objective[0],
+        })
+    return rows
+
+
+def format_scores(scores: Sequence[MRIScores], digits: int = 2) -> str:
+    """A text table of mean test PSNR (``digits`` decimals) and SSIM (``digits + 1`` decimals) per R and method."""
+    lines = [f"{'R':>3s}  {'method':<12s} {'PSNR (dB)':>9s}  {'SSIM':>6s}"]
+    for s in scores:
+        for m in METHODS:
+            lines.append(f"{s.R:>3g}  {m:<12s} {s.mean('psnr', m):>9.{digits}f}  {s.mean('ssim', m):>6.{digits + 1}f}")
+    return "\n".join(lines)
+
+
+def data_summary(data: mri.MRIDataset | Sequence[mri.MRIDataset]) -> str:
+    """What the datasets hold: source label, subjects and slices per split, realised accelerations,
+    and the imaginary part's share of the targets' energy (a few lines of text)."""
+    datasets = [data] if isinstance(data, mri.MRIDataset) else list(data)
+    if not datasets:
+        raise ValueError("no dataset to describe")
+    d = datasets[0].description
+    lines = [f"source: {d['source_label']}"]
+    for split in ("train", "test"):
+        s = d[split]
+        lines.append(f"{split}: {s['n_slices']} slices ({s['n_examples']} real single-channel examples; "
+                     f"{s['n_distinct_slices']} distinct, {s['n_augmented']} augmented) from {s['n_subjects']} "
+                     f"of {len(s['available_subjects'])} subjects: {', '.join(s['subjects'])}")
+    for ds in datasets:
+        r, imag = ds.description["R_realised"], ds.description["target_imag_energy_fraction_median"]
+        lines.append(f"R = {ds.R:g}: realised acceleration {r['mean']:.2f} (min {r['min']:.2f}, max {r['max']:.2f}); "
+                     f"imaginary share of the target energy (median) {imag:.2%}")
+    return "\n".join(lines)
+
+
+def timing_rows(runs: Sequence[MRIRun], scores: Sequence[MRIScores] | None = None) -> list[dict]:
+    """Seconds per stage and run: data preparation, primal and dual training (or cache load) and
+    evaluation; ``cached`` lists what came from a cache."""
+    by_r = {s.R: s for s in scores or ()}
+    rows = []
+    for run in runs:
+        row = {"R": f"{run.R:g}", **{f"{k}_s": round(v, 2) for k, v in run.seconds.items()}}
+        if run.R in by_r:
+            row["eval_s"] = round(by_r[run.R].seconds, 2)
+        row["cached"] = ",".join(k for k, v in run.from_cache.items() if v) or "-"
+        rows.append(row)
+    return rows
+
+
+def representative_slice(scores: MRIScores, method: str = "primal") -> int:
+    """Index of the test slice whose ``method`` PSNR is the median one (lower median for an even count)."""
+    values = scores.psnr[method]
+    order = np.argsort(values, kind="stable")
+    return int(order[(len(values) - 1) // 2])
+
+
+# --------------------------------------------------------------------------------------------
+# Dual filters (Figure 11)
+# --------------------------------------------------------------------------------------------
+
+
+def select_filters(n_total: int, n: int, *, seed: int = 0) -> torch.Tensor:
+    """Indices of ``min(n, n_total)`` filters drawn at random without replacement, sorted
+    (the paper's "representative filters randomly selected")."""
+    if n_total < 1 or n < 1:
+        raise ValueError(f"need n_total >= 1 and n >= 1, got {n_total}, {n}")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_total, generator=gen)[:min(n, n_total)].sort().values
+
+
+def peak_frequencies(responses: torch.Tensor) -> torch.Tensor:
+    """Radial frequency (cycles per pixel, 0 to about 0.71) of each response's maximum, for
+    centred spectra (n, S, S) (:func:`paper_utils.interpret.filter_spectra`, zero frequency at
+    index S // 2). Ties go to the first maximum in row-major order."""
+    if responses.ndim != 3 or responses.shape[1] != responses.shape[2]:
+        raise ValueError(f"responses must have shape (n, S, S), got {tuple(responses.shape)}")
+    n, s, _ = responses.shape
+    flat = responses.reshape(n, -1).argmax(1)
+    fy = (flat // s - s // 2).double() / s
+    fx = (flat % s - s // 2).double() / s
+    return torch.sqrt(fx ** 2 + fy ** 2)
+
+
+#: radial frequency bands (cycles per pixel) of :func:`frequency_bands`; the last one holds the
+#: corners of the spectrum beyond the Nyquist radius 0.5
+FREQUENCY_BANDS = (0.0, 0.125, 0.25, 0.375, 0.5, float("inf"))
+
+
+def frequency_bands(peaks: torch.Tensor) -> np.ndarray:
+    """How many peak frequencies (from :func:`peak_frequencies`) fall in each band of
+    :data:`FREQUENCY_BANDS` (half-open ``[lo, hi)``, the band ending at 0.5 closed): a (5,) int array."""
+    p = np.asarray(torch.as_tensor(peaks).detach().cpu(), dtype=np.float64)
+    edges = np.array(FREQUENCY_BANDS)
+    idx = np.searchsorted(edges, p, side="right") - 1
+    idx = np.where(np.isclose(p, 0.5), 3, idx)  # the Nyquist radius belongs to the band below it
+    return np.bincount(np.clip(idx, 0, len(edges) - 2), minlength=len(edges) - 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train (and cache) the MRI models of Figures 6, 7 and 11 without Jupyter, e.g. on a GPU machine,
+    and print the duality gaps, the test PSNR/SSIM and the time per stage:
+
+        python -m paper_utils.mri_experiments --scale paper --device cuda
+    """
+    import argparse
+
+    from . import config, runtime
+    from .experiments import format_rows
+
+    parser = argparse.ArgumentParser(description="Train and cache the MRI primal and dual networks (Fig. 6, 7, 11).")
+    parser.add_argument("--scale", default="cpu", choices=config.SCALES)
+    parser.add_argument("--device", default="auto", choices=runtime.DEVICES)
+    parser.add_argument("--R", type=float, nargs="*", default=list(config.MRI_ACCELERATIONS), dest="accelerations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--source", default="simulated", choices=("simulated", "fastmri"))
+    parser.add_argument("--fastmri-path", default="")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars (for logs)")
+    args = parser.parse_args(argv)
+    runtime.setup(args.seed)
+    dev = runtime.resolve_device(args.device)
+    cfgs = [config.mri_config(args.scale, R, seed=args.seed) for R in args.accelerations]
+    print(cfgs[0], flush=True)
+    runs = train_mri_runs(cfgs, dev, source=args.source, fastmri_path=args.fastmri_path,
+                          progress=not args.no_progress)
+    print(data_summary([run.data for run in runs]))
+    print(format_rows(gap_rows(runs), digits=4), flush=True)
+    scores = [evaluate_mri(run) for run in runs]
+    print(format_scores(scores))
+    print(format_rows(timing_rows(runs, scores), digits=4))
+    for run in runs:
+        print(run.cfg.label(), "primal s/epoch", f"{run.primal_history.seconds[-1] / run.cfg.epochs:.2f}",
+              "dual s/epoch", f"{run.dual_history.seconds[-1] / run.cfg.epochs:.2f}")
+
+
+if __name__ == "__main__":
+    main()
