@@ -42,14 +42,14 @@ def export() -> None:
     print(f"exported {sorted(payload)} in {time.perf_counter() - t:.1f} s -> {EXPORT}")
 
 
-def train(cache_root: Path, device: str, parts: list[str]) -> None:
+def train(cache_root: Path, device: str, parts: list[str], accelerations: list[int]) -> None:
     from paper_utils.experiments import load_or_train_dual, load_or_train_primal, train_denoisers
 
     runtime.setup(0)
     dev = runtime.resolve_device(device)
     if "mri" in parts:
         payload = torch.load(EXPORT, weights_only=True)
-        for R in config.MRI_ACCELERATIONS:
+        for R in accelerations:
             d = payload[float(R)]
             cfg = config.mri_config("paper", R)
             train_set = DenoisingSet(noisy=d["train_input"], clean=d["train_target"], mean=0.0, std=1.0)
@@ -78,8 +78,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("build/cache"))
     parser.add_argument("--device", default="auto", choices=runtime.DEVICES)
     parser.add_argument("--parts", nargs="*", default=["mri", "unrolled"])
+    parser.add_argument("--accelerations", type=int, nargs="*", default=list(config.MRI_ACCELERATIONS))
     args = parser.parse_args()
-    export() if args.step == "export" else train(args.cache, args.device, args.parts)
+    export() if args.step == "export" else train(args.cache, args.device, args.parts, args.accelerations)
 
 
 if __name__ == "__main__":
