@@ -30,53 +30,72 @@ rows for the most violated one ("cutting planes") until the projection is exact.
 Near the optimum it behaves like ``delta^2`` where ``1 + delta = max_j c_j / beta``: a
 residual-based certificate only closes on a *very* accurate point, which is what decided the algorithm.
 
-Algorithm (chosen from measurements; numbers on 1 core of the 2-core CPU of this project, MNIST
-sigma 0.5 patches, beta = 1e-5):
+Algorithm (chosen from measurements on MNIST sigma = 0.5 patches, beta = 1e-5; CPU numbers on one
+core of this project's shared 2-core machine, so wall times are approximate):
 
 1. *Ray lasso.* Restricting every block to its generator's ray, ``w_i = a_i g_i / ||g_i||``,
-   ``z_i = c_i g_i / ||g_i||`` (``g_i`` lies in ``K_i``, so this is feasible by construction), turns
-   eq. (4) into a lasso over the P ReLU features ``(Yp g_i)_+``; its P x P Gram matrix costs
-   ``2 M P^2`` flops (one matmul, at the machine's matmul rate) and the lasso is solved exactly by an
-   active-set (feature-sign) method. The cells ``K_i`` of the hyperplane arrangement of the M
-   patches are thin cones (measured angular radius ~0.03 rad at M = 784, shrinking with M), so this
-   restriction loses less and less: relative excess over ``d_P`` 1.4 at M = 784, 0.14 at M = 3,136,
-   2.3e-3 at M = 15,680 (P = 300).
-2. *Barrier interior-point refinement.* Where the certified gap of step 1 exceeds ``tol``, a
-   primal log-barrier method on the cone constraints (``beta ||w||`` kept in the objective; iterates
-   stay in the interior of the cones, where the norm is smooth), with Newton systems reduced to the
-   P d variables ``v_i = w_i - z_i``: ``(tau H + Phi) dv = rhs`` with ``H`` the (P d)^2 Gram matrix of
-   the gated features and ``Phi`` block diagonal. At the exact central point for ``tau`` the
-   residual-based dual point above is feasible and the certified gap is about ``0.45 m / tau`` (m
-   barrier terms), so the certificate tracks the barrier parameter: measured 1.8e-8 after 128
-   Newton steps at M = 15,680, P = 300; the objective agreed with CVXPY/Clarabel to 2e-8 on
-   M = 784, P = 30. The cone constraints in the barrier are all non-zero rows when there are at most
-   ``exact_rows`` of them, otherwise a working set per block (the rows whose hyperplanes pass closest to
-   ``g_i``, 64 of them already gave the optimum to 4e-5 at M = 3,136) grown by cutting planes.
-3. *Restoration.* The final point is projected exactly onto the full cones (the cutting-plane
-   Lawson-Hanson above), so the eq. (5) network reproduces it, and certified again.
+   ``z_i = c_i g_i / ||g_i||`` (``g_i`` lies in ``K_i``, so the point is feasible by construction),
+   turns eq. (4) into a lasso over the P ReLU features ``(Yp g_i)_+``. Its P x P Gram matrix costs
+   ``2 M P^2`` flops in one matmul-bound pass, and the lasso is solved exactly (active-set Newton
+   steps with a feature-sign line search). The cones ``K_i`` are cells of the arrangement of the M
+   patch hyperplanes, thin cones around ``g_i`` (measured angular radius ~0.03 rad at M = 784,
+   shrinking with M), so the restriction loses less and less. Excess of the ray point over ``d_P``:
+   1.4 at M = 784 (P = 30), 0.14 at 3,136 (P = 100), 2.3e-3 at 15,680 (P = 300), 2.7e-4 at 78,400
+   (P = 300), 2.6e-5 at 470,400 (P = 2,000, ``cpu`` scale).
+2. *Barrier interior-point refinement*, when the certified gap of step 1 exceeds ``tol``: a primal
+   log-barrier method on the cone constraints, ``beta ||u||`` kept in the objective (iterates stay in
+   the open cones, where the norm is smooth), Newton steps with an exact line search, and Newton
+   systems reduced to the P d variables ``v_i = w_i - z_i``: ``(tau H + Phi) dv = rhs``, ``H`` the
+   dense (P d)^2 Gram matrix of the gated features, ``Phi`` block diagonal (d x d). At the central
+   point for ``tau`` the residual-based dual point above is feasible, so the certified gap tracks the
+   barrier parameter (about ``0.45 m / tau``, m barrier terms) down to 1e-7 and below. The barrier
+   holds every non-zero row when there are at most ``exact_rows`` of them, otherwise a working set
+   per block (the ``working_set`` rows whose hyperplanes pass closest to ``g_i``) grown by cutting
+   planes; 64 such rows already gave the optimum to 4e-5 at M = 3,136. Measured: M = 784, P = 30:
+   0.6 s, objective equal to CVXPY/Clarabel's (3.7 s) to 2e-8; M = 3,136, P = 100: 2 s, certified
+   gap 7e-8 (Clarabel: 385 s); M = 78,400, P = 300: 42 s, gap 1.9e-7; ``smoke`` scale (M = 39,200,
+   P = 256): 39 s, gap 1e-6; ``cpu`` scale (M = 470,400, P = 2,000) on one H100: 13 s, certified gap
+   2.3e-7, peak GPU memory 10.7 GB.
+3. *Restoration and sparsity.* The final point is projected exactly onto the full cones (the
+   cutting-plane Lawson-Hanson above) and certified; blocks strictly inside the dual constraint
+   (``c_j < beta``: zero at the optimum by complementary slackness), which the barrier leaves tiny but
+   non-zero, are set to zero when that keeps the objective or the certified ``tol``.
 
-What was measured and rejected: FISTA with restarts on the constrained problem (exact cone
-projections) and ADMM with exact linear solves both still had relative gaps near 1 after 2,000 and
-600 iterations at M = 784, P = 30. Two effects make first-order methods hopeless here: ``H`` is
-ill-conditioned (condition number 2.5e6 at M = 15,680, P = 300; 1e4 after a Kronecker-factored
-preconditioner), and because the cones are thin the optimum pairs large, nearly cancelling ``w_i``
-and ``z_i`` (norms ~4, within 0.03 rad of each other) whose growth first-order methods drive with
-forces of size ``beta``. Second-order information is needed, and a certificate additionally needs
-the near-exact point only a Newton-type method delivers. The price: step 2 needs the dense (P d)^2
-matrix ``H`` (``2 M (P d)^2`` flops to build), so it runs only while ``3 (P d)^2`` float64 numbers fit
-in ``dense_bytes``; above that (e.g. ``cpu`` scale, P d = 18,000) the solver returns the exact,
-feasible step-1 point with its certified gap and says so in ``status``.
+Measured and rejected: FISTA with restarts on the constrained problem (exact cone projections) and
+ADMM with exact linear solves still had relative gaps near 1 after 2,000 and 600 iterations at
+M = 784, P = 30. First-order methods fail here twice over: ``H`` is ill-conditioned (condition
+number 2.5e6 at M = 15,680, P = 300; 1e4 after a Kronecker-factored (K-FAC) preconditioner), and,
+the cones being thin, the optimum pairs large, nearly cancelling ``w_i`` and ``z_i`` (norms ~4,
+0.03 rad apart at M = 784: their difference is the gated filter), whose growth first-order methods
+drive with forces of size ``beta``. The residual-based certificate also needs a near-exact point.
+Matrix-free Newton (PCG on ``tau H + Phi``) took 24 to 448 iterations per Newton system at M = 3,136,
+P = 100 with the best preconditioner tried (K-FAC plus ``Phi``), against one dense Cholesky. The price
+of step 2 is the dense ``H`` (``2 M (P d)^2`` flops to build, ``3 (P d)^2`` float64 numbers), so it runs
+only within ``dense_bytes`` (default 2 GB: P d up to ~9,000). Above that, e.g. ``cpu`` scale on a
+CPU (P d = 18,000: 7.8 GB and ~3e14 flops), the solver returns the exact, feasible ray-lasso point
+with its certified gap (2e-3 at ``cpu`` scale, where the point is in fact 2.6e-5 above ``d_P``) and says
+so in ``status``; raise ``dense_bytes`` on a machine that has the memory (a GPU: see above).
 
-Kernels: no (M, P) tensor is ever built for the whole data set. Every pass over the data runs in
-row chunks: ``D_c = 1[Yp_c G >= 0]`` is formed in place in a preallocated (c, P) buffer, the
-prediction is ``rowsum(Yp_c * (D_c V))`` computed as ``(V^T D_c^T)`` and the adjoint as
-``(r_c Yp_c)^T D_c`` (both skinny matmuls in the layout that runs near the matmul rate).
+Kernels: no (M, P) tensor is ever built for the whole data set; every pass runs in row chunks of
+(c, P) blocks (about 2M numbers on CPU, 64M on GPU). ``D_c = 1[Yp_c G >= 0]`` is formed in place in
+a preallocated buffer, the prediction ``rowsum(Yp_c * (D_c V))`` as ``V^T D_c^T`` and the adjoint as
+``(r_c Yp_c)^T D_c``: skinny matmuls in the layouts that ran at ~55-60 GFLOP/s on one core here
+(``D_c @ V`` with the other layouts: 5-17). The Gram pass is one (P, c) x (c, P) product per chunk.
+Peak memory at paper settings (M = 470,400, P = 8,000, d = 9) without the dense refinement: the
+P x P Gram matrix and its lasso factorisations (~0.5 GB each) plus working sets (2 P x 128 x d).
 
-Dtype policy: passes over the data run in float64 when an input is float64 or ``M P <= 2^25``, else
-in float32 (``dtype=`` overrides); everything of size P, d, P d or smaller (lasso, barrier Newton
-systems, cone projections, certificate) is float64. ``W``, ``Z`` come back in the dtype of ``Yp``
-(float64 for numpy input of float64). Devices: everything runs on ``device`` (default: the device of
-``Yp``); nothing calls ``.cuda()``.
+Dtype policy: the ray Gram pass and the ranking of the rows nearest each ``g_i`` (results used only
+as a starting point) run in float32 when ``M P > 2^25`` and no input is float64 (``dtype=`` picks
+it); every pass that feeds the certificate, a feasibility check or a reported number, and all the
+small linear algebra (lasso, barrier Newton systems, cone projections), runs in float64. A float32
+certificate was measured to misjudge ``max_j c_j / beta`` by several percent at M = 470,400 (it is a
+small difference of sums over M rows), and float32 margins cannot tell an active constraint from a
+violated one at the 1e-9 level the cuts need. ``W``, ``Z`` come back in the dtype of ``Yp``. Devices:
+everything runs on ``device`` (default: the device of ``Yp``); nothing calls ``.cuda()``.
+
+Limitations: with ``beta = 0`` no certificate is possible (``c_j <= 0`` cannot be met by a
+floating-point residual; ``lower_bound`` is then 0 unless the objective is) and the barrier's
+iterates are unbounded along ``w_i = z_i``; such a call stops at ``max_iter`` with a feasible point.
 
 Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's).
 """
@@ -201,25 +220,30 @@ def _as_tensor(a, name: str, device) -> torch.Tensor:
 # the data and its chunked passes
 # ----------------------------------------------------------------------------------------------
 class _Data:
-    """``Yp``, ``x``, ``G`` on one device in the compute dtype, and every pass over the M rows."""
+    """``Yp``, ``x``, ``G`` on one device, and every pass over the M rows.
 
-    def __init__(self, Yp: torch.Tensor, x: torch.Tensor, G: torch.Tensor, dtype: torch.dtype,
+    The two bulk passes whose result is only a starting point (the ray lasso's Gram matrix, the
+    ranking of the rows nearest to each generator) run in ``fast`` dtype (float32 at scale); every
+    pass that feeds the certificate, a feasibility check or a reported number runs in float64. A
+    float32 certificate was measured to be wrong by several percent in ``max_j c_j / beta`` at
+    M = 470,400 (the certificate is a small difference of sums over M rows), and float32 margins
+    cannot tell an active constraint from a violated one at the 1e-9 level the cuts need.
+    """
+
+    def __init__(self, Yp: torch.Tensor, x: torch.Tensor, G: torch.Tensor, fast: torch.dtype,
                  chunk_rows: int | None):
         self.device = Yp.device
-        self.dtype = dtype
+        self.fast = fast
         self.M, self.d = Yp.shape
         self.P = G.shape[1]
-        self.Y = Yp.to(dtype).contiguous()
+        self.Y = Yp.to(F64).contiguous()
         self.YT = self.Y.T.contiguous()
-        self.x = x.to(dtype).contiguous()
-        self.x64 = x.to(F64)
-        self.G = G.to(dtype).contiguous()
-        self.G64 = G.to(F64)
-        self.Gh64 = self.G64 / torch.linalg.vector_norm(self.G64, dim=0)        # (d, P) unit generators
-        self.Gh = self.Gh64.to(dtype)
+        self.x = x.to(F64).contiguous()
+        self.G = G.to(F64).contiguous()
+        self.Gh = self.G / torch.linalg.vector_norm(self.G, dim=0)                # (d, P) unit generators
         norms = torch.linalg.vector_norm(self.Y, dim=1, keepdim=True)
         self.nonzero = norms.squeeze(1) > 0
-        self.Yh = torch.where(norms > 0, self.Y / norms.clamp_min(torch.finfo(dtype).tiny), 0.0)
+        self.Yh = torch.where(norms > 0, self.Y / norms.clamp_min(1e-300), 0.0)
         if chunk_rows is None:
             budget = (1 << 21) if self.device.type == "cpu" else (1 << 26)
             chunk_rows = int(min(max(256, budget // max(self.P, 1)), 65536))
@@ -231,39 +255,53 @@ class _Data:
             yield s, min(s + self.chunk, self.M)
 
     # -- loss and gradient at v = w - z ----------------------------------------------------------
-    def loss_grad(self, V64: torch.Tensor, with_grad: bool = True):
-        """``sq = ||r||^2``, ``rx = r^T x`` and ``grad = A^T r / M`` (P, d) for ``r = A v - x``."""
+    def loss_grad(self, V: torch.Tensor, dtype: torch.dtype = F64):
+        """``sq = ||r||^2``, ``rx = r^T x`` and ``grad = A^T r / M`` (P, d) for ``r = A v - x``.
+
+        Per chunk: ``D_c`` formed in place, prediction ``rowsum(Yp_c * (D_c V))`` as ``V^T D_c^T`` and
+        the adjoint as ``(r_c Yp_c)^T D_c``: the layouts that run near the matmul rate. The solver
+        calls it in float64; ``dtype=float32`` (the same kernel, for benchmarks) accumulates chunks in
+        float64.
+        """
         self.passes += 1
-        dt, P = self.dtype, self.P
-        VT = V64.T.to(dt).contiguous()                                           # (d, P)
+        P = self.P
+        if dtype == F64:
+            Y, YT, G, x = self.Y, self.YT, self.G, self.x
+        else:
+            if getattr(self, "_cast", (None,))[0] != dtype:
+                self._cast = (dtype, self.Y.to(dtype), self.YT.to(dtype), self.G.to(dtype), self.x.to(dtype))
+            _, Y, YT, G, x = self._cast
+        VT = V.T.to(dtype).contiguous()                                            # (d, P)
         gT = torch.zeros(self.d, P, dtype=F64, device=self.device)
         sq = torch.zeros((), dtype=F64, device=self.device)
         rx = torch.zeros((), dtype=F64, device=self.device)
-        buf = torch.empty(self.chunk, P, dtype=dt, device=self.device)
+        buf = torch.empty(self.chunk, P, dtype=dtype, device=self.device)
         for s, e in self.chunks():
-            c = e - s
-            D = torch.mm(self.Y[s:e], self.G, out=buf[:c]).ge_(0)                # (c, P) of 1.0 / 0.0
-            YcT = self.YT[:, s:e]
-            pred = (torch.mm(VT, D.T) * YcT).sum(0)
-            r = pred - self.x[s:e]
+            D = torch.mm(Y[s:e], G, out=buf[:e - s]).ge_(0)                       # (c, P) of 1.0 / 0.0
+            YcT = YT[:, s:e]
+            r = (torch.mm(VT, D.T) * YcT).sum(0) - x[s:e]
             sq += torch.dot(r, r).to(F64)
-            rx += torch.dot(r, self.x[s:e]).to(F64)
-            if with_grad:
+            rx += torch.dot(r, x[s:e]).to(F64)
+            if dtype == F64:
+                gT.addmm_(r * YcT, D)
+            else:
                 gT += torch.mm(r * YcT, D).to(F64)
-        return sq, rx, (gT.T / self.M if with_grad else None)
+        return sq, rx, gT.T / self.M
 
     # -- the ray lasso's Gram matrix ---------------------------------------------------------------
     def relu_gram(self):
-        """``Q = F^T F / M`` (P, P) and ``q = F^T x / M`` for the features ``F = (Yp g_i / ||g_i||)_+``."""
+        """``Q = F^T F / M`` (P, P) and ``q = F^T x / M`` for the features ``F = (Yp g_i / ||g_i||)_+``
+        (chunks in the fast dtype, accumulated in float64)."""
         self.passes += 1
-        P, dt = self.P, self.dtype
+        P, dt = self.P, self.fast
+        Y, Gh, x = self.Y.to(dt), self.Gh.to(dt), self.x.to(dt)
         Q = torch.zeros(P, P, dtype=F64, device=self.device)
         q = torch.zeros(P, dtype=F64, device=self.device)
         buf = torch.empty(self.chunk, P, dtype=dt, device=self.device)
         for s, e in self.chunks():
-            Fc = torch.mm(self.Y[s:e], self.Gh, out=buf[:e - s]).clamp_min_(0)
+            Fc = torch.mm(Y[s:e], Gh, out=buf[:e - s]).clamp_min_(0)
             Q += torch.mm(Fc.T, Fc).to(F64)
-            q += torch.mv(Fc.T, self.x[s:e]).to(F64)
+            q += torch.mv(Fc.T, x[s:e]).to(F64)
         return Q / self.M, q / self.M
 
     # -- dense Gram matrix of the gated features (barrier Newton systems) --------------------------
@@ -275,34 +313,42 @@ class _Data:
         H = torch.zeros(n, n, dtype=F64, device=self.device)
         b = torch.zeros(n, dtype=F64, device=self.device)
         step = max(1, min(self.chunk, (1 << 23) // max(n, 1)))
-        Y64, x64 = self.Y.to(F64), self.x64
         for s in range(0, self.M, step):
-            Yc = Y64[s:s + step]
-            Dc = (Yc @ self.G64 >= 0).to(F64)
+            Yc = self.Y[s:s + step]
+            Dc = (Yc @ self.G >= 0).to(F64)
             A = (Dc.unsqueeze(2) * Yc.unsqueeze(1)).reshape(Yc.shape[0], n)
             H.addmm_(A.T, A)
-            b.addmv_(A.T, x64[s:s + step])
+            b.addmv_(A.T, self.x[s:s + step])
         H /= self.M
         b /= self.M
         return H, b.reshape(P, d)
 
     # -- constraints ---------------------------------------------------------------------------
-    def most_violated(self, U64: torch.Tensor):
-        """For each block (2P, d) the smallest normalised margin ``(2D_i - 1) yhat_p . u`` over all
-        rows, and its row. Zero rows have margin 0."""
+    def most_violated(self, U: torch.Tensor, blocks: torch.Tensor | None = None):
+        """For blocks ``U`` (b, d) (all 2P blocks, or those listed in ``blocks``) the smallest
+        normalised margin ``(2D_i - 1) yhat_p . u`` over all rows, and its row (float64). Zero rows
+        have margin 0."""
         self.passes += 1
-        dt, P, B = self.dtype, self.P, U64.shape[0]
-        UT = U64.T.to(dt).contiguous()
+        P = self.P
+        if blocks is None:
+            blocks = torch.arange(2 * P, device=self.device)
+        pats, inv = torch.unique(blocks % P, return_inverse=True)
+        Gs = self.G if pats.numel() == P else self.G[:, pats].contiguous()
+        UT = U.T.contiguous()
+        B = U.shape[0]
         best = torch.full((B,), math.inf, dtype=F64, device=self.device)
         arg = torch.zeros(B, dtype=torch.long, device=self.device)
-        buf = torch.empty(self.chunk, P, dtype=dt, device=self.device)
+        buf = torch.empty(self.chunk, pats.numel(), dtype=F64, device=self.device)
+        same = B == 2 * pats.numel() and bool((inv == torch.arange(B, device=self.device) % pats.numel()).all())
         for s, e in self.chunks():
-            sgn = torch.mm(self.Y[s:e], self.G, out=buf[:e - s]).ge_(0).mul_(2).sub_(1)
-            T = self.Yh[s:e] @ UT                                                  # (c, B)
-            T[:, :P] *= sgn
-            T[:, P:] *= sgn
+            sgn = torch.mm(self.Y[s:e], Gs, out=buf[:e - s]).ge_(0).mul_(2).sub_(1)
+            T = self.Yh[s:e] @ UT                                                  # (c, b)
+            if same:                                                               # w-blocks then z-blocks
+                T[:, :B // 2] *= sgn
+                T[:, B // 2:] *= sgn
+            else:
+                T *= sgn[:, inv]
             val, idx = T.min(0)
-            val = val.to(F64)
             better = val < best
             best = torch.where(better, val, best)
             arg = torch.where(better, idx + s, arg)
@@ -312,10 +358,11 @@ class _Data:
         """(P, K) indices of the non-zero rows whose hyperplanes ``yhat_p^perp`` pass closest to ``g_i``."""
         self.passes += 1
         P = self.P
-        bval = torch.empty(0, P, dtype=self.dtype, device=self.device)
+        Yh, Gh = self.Yh.to(self.fast), self.Gh.to(self.fast)
+        bval = torch.empty(0, P, dtype=self.fast, device=self.device)
         bidx = torch.empty(0, P, dtype=torch.long, device=self.device)
         for s, e in self.chunks():
-            A = (self.Yh[s:e] @ self.Gh).abs_()
+            A = (Yh[s:e] @ Gh).abs_()
             A[~self.nonzero[s:e]] = math.inf
             idx = torch.arange(s, e, device=self.device).unsqueeze(1).expand(e - s, P)
             val = torch.cat([bval, A])
@@ -326,19 +373,20 @@ class _Data:
         return bidx.T.contiguous()
 
     def rows_normals(self, rows: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
-        """Unit constraint normals ``(2D_i - 1) yhat_p`` (float64) for row indices ``rows`` of ``pattern``s."""
-        y = self.Yh[rows].to(F64)
-        marg = (self.Y[rows].to(F64) * self.G64.T[pattern].unsqueeze(-2).expand_as(y) if y.ndim == 3
-                else self.Y[rows].to(F64) * self.G64.T[pattern])
-        sgn = torch.where(marg.sum(-1) >= 0, 1.0, -1.0).to(F64)
-        return y * sgn.unsqueeze(-1)
+        """Unit constraint normals ``(2D_i - 1) yhat_p`` (float64): ``rows`` (B,) with ``pattern`` (B,),
+        or ``rows`` (B, K) with ``pattern`` (B,). The sign is the float64 sign of ``y_p . g_i``."""
+        g = self.G.T[pattern]
+        if rows.ndim == 2:
+            g = g.unsqueeze(1)
+        sgn = torch.where((self.Y[rows] * g).sum(-1) >= 0, 1.0, -1.0).to(F64)
+        return self.Yh[rows] * sgn.unsqueeze(-1)
 
-    def evaluate(self, W64: torch.Tensor, Z64: torch.Tensor):
-        """``(sq, worst, scale)``: squared residual, largest violation and largest ``|Yp u|`` (DualNet's
-        definition of the relative violation is ``worst / scale``)."""
+    def evaluate(self, W: torch.Tensor, Z: torch.Tensor):
+        """``(sq, worst, scale)`` in float64: squared residual, largest violation and largest ``|Yp u|``
+        (DualNet's relative violation is ``worst / scale``)."""
         self.passes += 1
-        dt, P = self.dtype, self.P
-        right = torch.cat([self.G, W64.T.to(dt), Z64.T.to(dt)], dim=1)
+        P = self.P
+        right = torch.cat([self.G, W.T, Z.T], dim=1)
         sq = torch.zeros((), dtype=F64, device=self.device)
         worst = torch.zeros((), dtype=F64, device=self.device)
         scale = torch.zeros((), dtype=F64, device=self.device)
@@ -347,10 +395,10 @@ class _Data:
             on = S[:, :P] >= 0
             SW, SZ = S[:, P:2 * P], S[:, 2 * P:]
             r = torch.where(on, SW - SZ, 0.0).sum(1) - self.x[s:e]
-            sq += torch.dot(r, r).to(F64)
+            sq += torch.dot(r, r)
             worst = torch.maximum(worst, torch.maximum(torch.where(on, -SW, SW).amax(),
-                                                       torch.where(on, -SZ, SZ).amax()).clamp_min(0).to(F64))
-            scale = torch.maximum(scale, S[:, P:].abs().amax().to(F64))
+                                                       torch.where(on, -SZ, SZ).amax()).clamp_min(0))
+            scale = torch.maximum(scale, S[:, P:].abs().amax())
         return float(sq), float(worst), float(scale)
 
 
@@ -464,63 +512,94 @@ class _WorkingSets:
 
 
 def _project_cones(data: _Data, ws: _WorkingSets, V: torch.Tensor, max_rounds: int = 60,
-                   tol: float = 1e-12) -> tuple[torch.Tensor, bool]:
+                   rel_tol: float = 1e-9) -> tuple[torch.Tensor, bool]:
     """Project each row of ``V`` (2P, d) onto its full cone ``K_i``.
 
     Lawson-Hanson on the working set, then a pass over all M rows; violated rows join the working
-    set (cutting planes) until none is left. Returns (projection, exact). When ``exact`` is False
-    the result is the projection onto the working-set cone, a superset of ``K_i`` (still a valid
-    upper bound for the certificate, not a feasible point).
+    set (cutting planes) and only the blocks that were violated are projected and checked again,
+    until none is left. Returns (projection, exact). When ``exact`` is False the unfinished blocks
+    hold the projection onto their working-set cone, a superset of ``K_i`` (a valid upper bound for
+    the certificate, not a feasible point).
     """
+    Wp = _nnls_project(ws.C, ws.valid, V)
+    if ws.exact:
+        return Wp, True
     Vn = torch.linalg.vector_norm(V, dim=1)
+    todo = torch.arange(V.shape[0], device=V.device)
     for _ in range(max_rounds):
-        Wp = _nnls_project(ws.C, ws.valid, V)
-        if ws.exact:
-            return Wp, True
-        val, arg = data.most_violated(Wp)
-        bad = val < -10 * tol * Vn - 1e-300
+        val, arg = data.most_violated(Wp[todo], todo)
+        # violations at the rounding level of Lawson-Hanson on nearly parallel normals are accepted
+        bad = val < -rel_tol * Vn[todo] - 1e-300
         if not bool(bad.any()):
             return Wp, True
-        b = bad.nonzero().squeeze(1)
-        ws.add(data, b, arg[b], Wp)
+        todo = todo[bad]
+        ws.add(data, todo, arg[bad], Wp)
+        Wp[todo] = _nnls_project(ws.C[todo], ws.valid[todo], V[todo])
     return Wp, False
 
 
 # ----------------------------------------------------------------------------------------------
 # certificate
 # ----------------------------------------------------------------------------------------------
-def _certificate(data: _Data, ws: _WorkingSets, beta: float, sq: float, rx: float, grad: torch.Tensor):
-    """Lower bound on eq. (4) from the residual: ``lam = -r/M``; returns (lower_bound, max_j c_j / beta)."""
+def _certificate(data: _Data, ws: _WorkingSets, beta: float, sq: float, rx: float, grad: torch.Tensor,
+                 max_rounds: int = 40, rel_tol: float = 1e-9):
+    """Lower bound on eq. (4) from the residual: ``lam = -r/M``; returns (lower_bound, max_j c_j / beta,
+    the upper bounds on every c_j).
+
+    ``c_j <= ||Pi_{K_ws}(s_j)||`` for any working set; only the blocks whose bound can set the
+    maximum are made exact by cutting planes (their violated rows join the working sets).
+    """
     M = data.M
     s = torch.cat([-grad, grad])                       # A_j^T lam: w-blocks then z-blocks
-    Ps, _ = _project_cones(data, ws, s)                # exact, or a superset cone (looser, still valid)
-    c = float(torch.linalg.vector_norm(Ps, dim=1).max())
+    Vn = torch.linalg.vector_norm(s, dim=1)
+    bound = torch.linalg.vector_norm(_nnls_project(ws.C, ws.valid, s), dim=1)
+    exact = torch.full_like(bound, ws.exact, dtype=torch.bool)
+    for _ in range(max_rounds):
+        cmax = float(bound.max())
+        crit = (~exact & (bound >= cmax * (1 - 1e-7))).nonzero().squeeze(1)
+        if crit.numel() == 0:
+            break
+        Wp = _nnls_project(ws.C[crit], ws.valid[crit], s[crit])
+        val, arg = data.most_violated(Wp, crit)
+        bad = val < -rel_tol * Vn[crit] - 1e-300
+        exact[crit[~bad]] = True
+        if bool(bad.any()):
+            blk = crit[bad]
+            full = torch.zeros(s.shape, dtype=F64, device=s.device)
+            full[blk] = Wp[bad]
+            ws.add(data, blk, arg[bad], full)
+            bound[blk] = torch.linalg.vector_norm(_nnls_project(ws.C[blk], ws.valid[blk], s[blk]), dim=1)
+    c = float(bound.max())
     a = -rx / M                                        # lam^T x
     b = sq / M                                         # M ||lam||^2
     t = a / b if b > 0 else 0.0
     if c > 0:
         t = min(t, beta / c)
     t = max(t, 0.0)
-    return t * a - 0.5 * t * t * b, (c / beta if beta > 0 else math.inf)
+    return t * a - 0.5 * t * t * b, (c / beta if beta > 0 else math.inf), bound
 
 
 # ----------------------------------------------------------------------------------------------
 # step 1: the ray lasso, solved exactly
 # ----------------------------------------------------------------------------------------------
-def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, theta: torch.Tensor | None = None,
-           fista_iters: int = 300, max_rounds: int = 500) -> torch.Tensor:
+def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
+           max_rounds: int = 2000) -> torch.Tensor:
     """``argmin_theta 1/2 theta^T Q theta - q^T theta + lam ||theta||_1`` (float64, exact).
 
-    FISTA for a support guess, then feature-sign search (Lee et al., NIPS 2006): Newton steps on the
-    current sign pattern with an exact line search over the zero crossings; finite and monotone.
+    FISTA for a start, then active-set Newton steps: the support and signs predicted by one
+    coordinate-wise prox step (a primal-dual active-set step), the Newton point of that sign pattern
+    (a Cholesky solve on the support), accepted when it lowers the objective, else an exact line
+    search over the zero crossings on the way to it (feature-sign search, Lee et al. NIPS 2006).
+    Monotone; stops on the exact KKT conditions. Measured at P = 2,000 (MNIST rays): 75 solves, 9 s
+    on one core, against 358 solves for plain feature-sign search.
     """
     P = Q.shape[0]
     dev = Q.device
-    theta = torch.zeros(P, dtype=F64, device=dev) if theta is None else theta.clone()
-    L = float(torch.linalg.eigvalsh(Q)[-1]) if P <= 4096 else float(torch.linalg.matrix_norm(Q, 2))
+    L = float(torch.linalg.eigvalsh(Q)[-1])
     if L <= 0:
         return torch.zeros(P, dtype=F64, device=dev)
-    y, t_k, prev = theta.clone(), 1.0, theta.clone()
+    y = torch.zeros(P, dtype=F64, device=dev)
+    prev, t_k = y.clone(), 1.0
     for _ in range(fista_iters):
         u = y - (Q @ y - q) / L
         new = torch.sign(u) * (u.abs() - lam / L).clamp_min(0)
@@ -528,53 +607,62 @@ def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, theta: torch.Tensor | N
         y = new + (t_k - 1) / t_n * (new - prev)
         prev, t_k = new, t_n
     theta = prev
+    dq = torch.diagonal(Q).clamp_min(1e-300)
     scale = max(float(q.abs().max()), lam, 1e-300)
-    ridge = 1e-14 * float(torch.diagonal(Q).max())
+    ridge = 1e-15 * float(dq.max())
 
     def f(th):
-        return float(0.5 * th @ (Q @ th) - q @ th + lam * th.abs().sum())
+        return float(0.5 * (th @ (Q @ th)) - q @ th + lam * th.abs().sum())
 
+    def newton_point(A, s):
+        idx = A.nonzero().squeeze(1)
+        target = torch.zeros_like(theta)
+        if idx.numel():
+            QA = Q[idx][:, idx]
+            QA.diagonal().add_(ridge)
+            Lc, info = torch.linalg.cholesky_ex(QA)
+            rhs = (q[idx] - lam * s[idx]).unsqueeze(1)
+            sol = torch.cholesky_solve(rhs, Lc) if int(info) == 0 else torch.linalg.lstsq(QA, rhs).solution
+            target[idx] = sol.squeeze(1)
+        return target
+
+    fs_mode = False
     for _ in range(max_rounds):
         g = Q @ theta - q
         active = theta != 0
-        viol = ~active & (g.abs() > lam * (1 + 1e-12) + 1e-15 * scale)
-        stat = (g + lam * torch.sign(theta))[active].abs().max() if bool(active.any()) else torch.zeros(())
-        if not bool(viol.any()) and float(stat) <= 1e-11 * scale:
+        viol = ~active & (g.abs() > lam * (1 + 1e-11))
+        stat = float((g + lam * torch.sign(theta))[active].abs().max()) if bool(active.any()) else 0.0
+        if not bool(viol.any()) and stat <= 1e-10 * scale:
             break
-        s = torch.sign(theta)
-        s[viol] = -torch.sign(g[viol])
-        A = active | viol
-        for _inner in range(P + 1):
-            idx = A.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                theta = torch.zeros_like(theta)
+        if fs_mode:                                    # feature-sign: support, signs, and the violators
+            s = torch.sign(theta)
+            s[viol] = -torch.sign(g[viol])
+            A = active | viol
+        else:                                          # primal-dual active-set prediction
+            u = theta - g / dq
+            A = u.abs() > lam / dq
+            s = torch.sign(u)
+        target = newton_point(A, s)
+        f0 = f(theta)
+        if f(target) < f0:
+            theta, fs_mode = target, False
+            continue
+        dlt = target - theta
+        cross = (theta != 0) & (torch.sign(theta + dlt) != torch.sign(theta))
+        steps = torch.cat([-theta[cross] / dlt[cross], torch.ones(1, dtype=F64, device=dev)]).clamp(0, 1)
+        gd, dQd = float(g @ dlt), float(dlt @ (Q @ dlt))
+        vals = steps * gd + 0.5 * steps * steps * dQd \
+            + lam * ((theta.unsqueeze(0) + steps.unsqueeze(1) * dlt.unsqueeze(0)).abs().sum(1) - theta.abs().sum())
+        k = int(vals.argmin())
+        if float(vals[k]) >= 0:                        # no decrease along this direction
+            if fs_mode:
                 break
-            QA = Q[idx][:, idx] + ridge * torch.eye(idx.numel(), dtype=F64, device=dev)
-            tA = torch.linalg.solve(QA, q[idx] - lam * s[idx])
-            target = torch.zeros_like(theta)
-            target[idx] = tA
-            if bool((torch.sign(tA) == s[idx]).all()):
-                if f(target) <= f(theta) + 1e-15 * scale:
-                    theta = target
-                break
-            dlt = target - theta
-            cross = (theta != 0) & (theta * dlt < 0)
-            steps = torch.cat([(-theta[cross] / dlt[cross]).clamp(0, 1), torch.ones(1, dtype=F64, device=dev)])
-            steps = steps[steps > 0]
-            best, best_a = f(theta), 0.0
-            for a in steps.tolist():
-                val = f(theta + a * dlt)
-                if val < best:
-                    best, best_a = val, a
-            if best_a == 0.0:
-                break
-            theta = theta + best_a * dlt
-            hit = cross & ((theta.abs() <= 1e-14 * theta.abs().max()) | (torch.sign(theta) != s))
-            theta[hit] = 0.0
-            A = (theta != 0) | (A & (theta == 0) & ~cross & (s != 0) & viol)
-            s = torch.where(theta != 0, torch.sign(theta), s)
-            if bool((A == (theta != 0)).all()) and not bool(((theta == 0) & A).any()):
-                pass
+            fs_mode = True
+            continue
+        new = theta + float(steps[k]) * dlt
+        if k < int(cross.sum()):                       # stopped at a zero crossing: make it exact
+            new[cross.nonzero().squeeze(1)[k]] = 0.0
+        theta = new
     return theta
 
 
@@ -582,27 +670,30 @@ def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, theta: torch.Tensor | N
 # step 2: primal log-barrier interior-point refinement (dense Newton systems in v = w - z)
 # ----------------------------------------------------------------------------------------------
 class _Barrier:
-    """``min tau (F(w - z) + beta sum ||u_j||) - sum_{j,k} log(c_jk . u_j)`` over the working-set cones."""
+    """``min tau (F(w - z) + beta sum_j ||u_j||) - sum_{j,k} log(c_jk . u_j)`` over the working-set
+    cones; blocks with ``free[j]`` False are held at zero (their cone had no usable interior point)."""
 
-    def __init__(self, H: torch.Tensor, b: torch.Tensor, c0: float, beta: float, ws: _WorkingSets):
+    def __init__(self, H: torch.Tensor, b: torch.Tensor, c0: float, beta: float, ws: _WorkingSets,
+                 free: torch.Tensor):
         self.H, self.b, self.c0, self.beta = H, b, c0, beta
         self.P, self.d = b.shape
-        self.C, self.valid = ws.C, ws.valid
-        self.m = int(ws.valid.sum())
+        self.free = free
+        self.C = ws.C
+        self.valid = ws.valid & free.unsqueeze(1)
+        self.m = int(self.valid.sum())
 
     def F(self, V):
         v = V.reshape(-1)
         return float(0.5 * v @ (self.H @ v) - self.b.reshape(-1) @ v) + self.c0
 
     def objective(self, U):
-        P = self.P
-        return self.F(U[:P] - U[P:]) + self.beta * float(torch.linalg.vector_norm(U, dim=1).sum())
+        return self.F(U[:self.P] - U[self.P:]) + self.beta * float(torch.linalg.vector_norm(U, dim=1).sum())
 
     def slacks(self, U):
         return torch.where(self.valid, (self.C @ U.unsqueeze(2)).squeeze(2), 1.0)
 
     def newton(self, U, tau):
-        """Newton direction (2P, d) and squared decrement for the barrier problem at ``tau``."""
+        """Newton direction (2P, d), squared decrement, gradient of F (P, d) and the v-part of the step."""
         P, d = self.P, self.d
         n = P * d
         V = U[:P] - U[P:]
@@ -610,10 +701,15 @@ class _Barrier:
         s = self.slacks(U)
         Cs = torch.where(self.valid.unsqueeze(2), self.C / s.unsqueeze(2), 0.0)
         nu = torch.linalg.vector_norm(U, dim=1, keepdim=True)
-        uh = U / nu
+        uh = U / nu.clamp_min(1e-300)
         eye = torch.eye(d, dtype=F64, device=U.device)
         g = tau * (torch.cat([gF, -gF]) + self.beta * uh) - Cs.sum(1)
-        Bm = Cs.transpose(1, 2) @ Cs + (tau * self.beta / nu).unsqueeze(2) * (eye - uh.unsqueeze(2) * uh.unsqueeze(1))
+        Bm = Cs.transpose(1, 2) @ Cs + (tau * self.beta / nu.clamp_min(1e-300)).unsqueeze(2) \
+            * (eye - uh.unsqueeze(2) * uh.unsqueeze(1))
+        if not bool(self.free.all()):                      # frozen blocks: a stiff spring at zero
+            stiff = 1e6 * (tau * float(torch.diagonal(self.H).max()) + 1.0)
+            Bm = torch.where(self.free.view(-1, 1, 1), Bm, stiff * eye)
+            g = torch.where(self.free.unsqueeze(1), g, 0.0)
         Bw, Bz, gw, gz = Bm[:P], Bm[P:], g[:P], g[P:]
         S = Bw + Bz
         Phi = Bw @ torch.linalg.solve(S, Bz)
@@ -621,21 +717,23 @@ class _Barrier:
         Sg = torch.linalg.solve(S, (gw + gz).unsqueeze(2)).squeeze(2)
         rhs = (-gw + (Bw @ Sg.unsqueeze(2)).squeeze(2)).reshape(n)
         Mx = tau * self.H
-        Mv = Mx.view(P, d, P, d)
         idx = torch.arange(P, device=U.device)
+        Mv = Mx.view(P, d, P, d)
         Mv[idx, :, idx, :] += Phi
         jitter = 0.0
-        for _ in range(8):
+        for _ in range(12):
             L, info = torch.linalg.cholesky_ex(Mx)
             if int(info) == 0:
                 break
-            jitter = max(jitter * 100, 1e-14 * float(torch.diagonal(Mx).abs().max()))
-            Mx.diagonal().add_(jitter)
+            add = max(jitter * 9, 1e-14 * float(torch.diagonal(Mx).abs().max()))
+            Mx.diagonal().add_(add)
+            jitter += add
         dV = torch.cholesky_solve(rhs.unsqueeze(1), L).squeeze(1).reshape(P, d)
         dZ = torch.linalg.solve(S, (-(gw + gz) - (Bw @ dV.unsqueeze(2)).squeeze(2)).unsqueeze(2)).squeeze(2)
         dU = torch.cat([dZ + dV, dZ])
+        dU = torch.where(self.free.unsqueeze(1), dU, 0.0)
         lam2 = -float((g * dU).sum())
-        return dU, lam2, gF, dV
+        return dU, lam2, gF, dU[:P] - dU[P:]
 
     def step(self, U, dU, lam2, gF, dV, tau):
         """Damped step: fraction to the boundary, then backtracking on the exact barrier decrease."""
@@ -655,7 +753,7 @@ class _Barrier:
 
         def change(a):
             un = torch.linalg.vector_norm(U + a * dU, dim=1)
-            dnorm = float(((2 * a * ud + a * a * dd) / (un + nu)).sum())
+            dnorm = float(((2 * a * ud + a * a * dd) / (un + nu).clamp_min(1e-300)).sum())
             return tau * (a * gd + 0.5 * a * a * dHd + self.beta * dnorm) - float(torch.log1p(a * rel).sum())
 
         while a > 1e-12:
@@ -666,24 +764,27 @@ class _Barrier:
 
 
 def _interior_start(U: torch.Tensor, data: _Data, ws: _WorkingSets, shrink: float = 1e-3):
-    """Move each block strictly inside its working-set cone: toward its generator ``g_i``."""
-    P = data.P
-    gh = torch.cat([data.Gh64.T, data.Gh64.T])                                     # (2P, d)
+    """Move each block strictly inside its working-set cone, toward its generator ``g_i``.
+
+    Returns the moved blocks and a mask of the blocks that made it (a block whose cone has no
+    interior point in the direction of ``g_i`` is reported False and will be held at zero).
+    """
+    gh = torch.cat([data.Gh.T, data.Gh.T])                                     # (2P, d)
     norms = torch.linalg.vector_norm(U, dim=1)
-    floor = shrink * (float(norms.max()) if float(norms.max()) > 0 else 1.0)
-    U = U + (shrink * norms + floor).unsqueeze(1) * gh
-    s = torch.where(ws.valid, (ws.C @ U.unsqueeze(2)).squeeze(2), 1.0)
-    ok = (s > 0).all(1)
-    if not bool(ok.all()):                                                          # ties on g_i: push harder
-        for boost in (1e-2, 1e-1, 1.0, 10.0):
-            Ub = U + boost * (torch.linalg.vector_norm(U, dim=1) + floor).unsqueeze(1) * gh
-            sb = torch.where(ws.valid, (ws.C @ Ub.unsqueeze(2)).squeeze(2), 1.0)
-            okb = (sb > 0).all(1)
-            U = torch.where((okb & ~ok).unsqueeze(1), Ub, U)
-            ok = ok | okb
-            if bool(ok.all()):
-                break
-    return U, ok
+    top = float(norms.max())
+    floor = shrink * (top if top > 0 else 1.0)
+    ok = torch.zeros(U.shape[0], dtype=torch.bool, device=U.device)
+    out = U.clone()
+    for push in (shrink, 1e-2, 1e-1, 1.0, 10.0):
+        Ub = U + (push * norms + floor).unsqueeze(1) * gh
+        sb = torch.where(ws.valid, (ws.C @ Ub.unsqueeze(2)).squeeze(2), 1.0)
+        okb = (sb > 0).all(1) & ~ok
+        out = torch.where(okb.unsqueeze(1), Ub, out)
+        ok = ok | okb
+        if bool(ok.all()):
+            break
+    out = torch.where(ok.unsqueeze(1), out, 0.0)
+    return out, ok
 
 
 # ----------------------------------------------------------------------------------------------
@@ -703,30 +804,34 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         beta: regularisation weight (>= 0; not averaged over samples, paper App. B).
         tol: stop when the certified relative gap ``(objective - lower_bound) / objective <= tol``.
         max_iter: most barrier Newton steps.
-        time_limit: stop the refinement after this many seconds (the result is still feasible and
+        time_limit: stop refining after this many seconds (the result is still feasible and
             certified, with ``converged`` False).
         device: where to compute (default: the device of ``Yp`` when it is a tensor, else CPU).
-        dtype: dtype of the passes over the data (default: see the module docstring).
+        dtype: dtype of the ray Gram and ranking passes (default: see the module docstring);
+            everything else runs in float64.
         W0, Z0: optional warm start (P, d), e.g. from the paper's Adam + hinge training: it is made
-            feasible by exact projection and used when its objective beats the ray lasso's.
+            feasible by exact projection onto the cones and used when its objective beats the ray
+            lasso's.
         progress: print one line per step.
         chunk_rows: rows of ``Yp`` per chunk (default: (chunk, P) blocks of about 2M numbers on CPU).
-        working_set: constraint rows per block kept in the barrier when ``M`` is large.
+        working_set: constraint rows per block in the barrier when there are more than ``exact_rows``.
         exact_rows: up to this many non-zero rows, every row is in every working set.
         dense_bytes: memory allowed for the barrier's dense (P d)^2 float64 matrices; above it the
-            refinement is skipped (see ``status``).
+            refinement is skipped (``status`` says so).
         barrier_factor: growth of the barrier parameter per outer step.
 
     Returns:
         :class:`DualSolution`.
+
+    Raises:
+        ValueError: on bad shapes, NaN or Inf inputs, ``beta < 0``, ``tol <= 0`` or a zero generator.
     """
     t_start = time.perf_counter()
     if device is None:
         device = Yp.device if isinstance(Yp, torch.Tensor) else torch.device("cpu")
     device = torch.device(device)
     in_dtypes = [a.dtype for a in (Yp, x, G) if isinstance(a, torch.Tensor)]
-    in_dtypes += [torch.float64 if a.dtype == np.float64 else torch.float32 for a in (Yp, x, G)
-                  if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+    in_dtypes += [F64 for a in (Yp, x, G) if isinstance(a, np.ndarray) and a.dtype == np.float64]
     Yp = _as_tensor(Yp, "Yp", device)
     x = _as_tensor(x, "x", device)
     G = _as_tensor(G, "G", device)
@@ -739,9 +844,9 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         raise ValueError(f"G must have shape (d, P) = ({d}, P) with P >= 1, got {tuple(G.shape)}")
     if bool((torch.linalg.vector_norm(G, dim=0) == 0).any()):
         raise ValueError("G has an all-zero column: a generator must be a non-zero vector")
-    if not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    if not (tol > 0):
+    if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol!r}")
     P = G.shape[1]
     out_dtype = Yp.dtype
@@ -749,9 +854,9 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         dtype = F64 if (F64 in in_dtypes or M * P <= (1 << 25)) else torch.float32
     data = _Data(Yp, x, G, dtype, chunk_rows)
     beta = float(beta)
-    c0 = float(data.x64 @ data.x64) / (2 * M)
+    c0 = float(data.x @ data.x) / (2 * M)
     hist = {"time": [], "objective": [], "lower_bound": [], "gap": [], "phase": []}
-    newton = 0
+    state = {"U": None, "obj": math.inf, "lb": -math.inf, "newton": 0, "bound": None}
 
     def log(msg):
         if progress:
@@ -760,134 +865,93 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     def out_of_time():
         return time_limit is not None and time.perf_counter() - t_start > time_limit
 
+    def gap_now():
+        obj, lb = state["obj"], min(state["lb"], state["obj"])
+        return (obj - lb) / obj if obj > 0 else 0.0
+
     ws = _WorkingSets(data, working_set, exact_rows)
     ws_cert = ws.copy()
 
     def assess(U, phase):
-        """Objective and certificate of a feasible point U (2P, d); records history."""
+        """Objective and certificate at a point U (2P, d) feasible for the full cones; record it."""
         sq, rx, grad = data.loss_grad(U[:P] - U[P:])
         sq, rx = float(sq), float(rx)
         obj = sq / (2 * M) + beta * float(torch.linalg.vector_norm(U, dim=1).sum())
-        lb, ratio = _certificate(data, ws_cert, beta, sq, rx, grad)
-        lb = min(lb, obj)
-        gap = (obj - lb) / obj if obj > 0 else 0.0
+        lb, ratio, bound = _certificate(data, ws_cert, beta, sq, rx, grad)
+        if obj < state["obj"]:
+            state["U"], state["obj"], state["bound"] = U, obj, bound
+        state["lb"] = max(state["lb"], lb)
+        gap = gap_now()
         hist["time"].append(time.perf_counter() - t_start)
-        hist["objective"].append(obj)
-        hist["lower_bound"].append(lb)
+        hist["objective"].append(state["obj"])
+        hist["lower_bound"].append(min(state["lb"], state["obj"]))
         hist["gap"].append(gap)
         hist["phase"].append(phase)
-        log(f"{phase:5s} objective {obj:.10e}  lower bound {lb:.10e}  gap {gap:.2e}  (max c/beta {ratio:.6f})")
-        return obj, lb, gap
+        log(f"{phase:5s} objective {obj:.10e}  lower bound {lb:.10e}  certified gap {gap:.2e}  "
+            f"(max_j c_j / beta = {ratio:.6f}, {data.passes} passes)")
+        return gap
 
-    # -- step 1: ray lasso ----------------------------------------------------------------------
+    # -- step 1: the ray lasso (exact, feasible by construction) ------------------------------------
     Q, q = data.relu_gram()
+    log(f"ray   Gram matrix of the {P} ray features ({data.fast}, chunks of {data.chunk} rows)")
     theta = _lasso(Q, q, beta)
-    Gh = data.Gh64.T
-    U = torch.cat([theta.clamp_min(0).unsqueeze(1) * Gh, (-theta).clamp_min(0).unsqueeze(1) * Gh])
-    best = (U, *assess(U, "ray"))
-    status = "the ray lasso is certified optimal to tol"
+    del Q
+    log(f"ray   lasso solved: {int((theta != 0).sum())} of {P} rays active")
+    Gh = data.Gh.T
+    assess(torch.cat([theta.clamp_min(0).unsqueeze(1) * Gh, (-theta).clamp_min(0).unsqueeze(1) * Gh]), "ray")
+    status = "the ray lasso is certified to tol"
 
-    # -- optional warm start ----------------------------------------------------------------------
+    # -- optional warm start ------------------------------------------------------------------------
     if W0 is not None or Z0 is not None:
         if W0 is None or Z0 is None:
-            raise ValueError("give both W0 and Z0 (or neither)")
+            raise ValueError("give both W0 and Z0, or neither")
         W0 = _as_tensor(W0, "W0", device).to(F64)
         Z0 = _as_tensor(Z0, "Z0", device).to(F64)
         if W0.shape != (P, d) or Z0.shape != (P, d):
-            raise ValueError(f"W0 and Z0 must have shape (P, d) = ({P}, {d}), got {tuple(W0.shape)}, {tuple(Z0.shape)}")
+            raise ValueError(f"W0 and Z0 must have shape (P, d) = ({P}, {d}), got "
+                             f"{tuple(W0.shape)} and {tuple(Z0.shape)}")
         U0, exact = _project_cones(data, ws, torch.cat([W0, Z0]))
         if exact:
-            cand = (U0, *assess(U0, "warm"))
-            if cand[1] < best[1]:
-                best = cand
+            assess(U0, "warm")
 
-    # -- step 2: barrier refinement -----------------------------------------------------------------
+    # -- step 2: barrier refinement ---------------------------------------------------------------------
     n = P * d
-    if best[3] > tol:
+    if gap_now() > tol:
         if 3.0 * n * n * 8 > dense_bytes:
-            status = (f"certified gap {best[3]:.2e} > tol; the barrier refinement needs "
+            status = (f"certified gap {gap_now():.2e} > tol: the barrier refinement needs "
                       f"{3 * n * n * 8 / 1e9:.1f} GB of dense (P d)^2 matrices (dense_bytes={dense_bytes:.2g}); "
                       f"returning the exact ray-lasso point")
         elif out_of_time():
             status = "time limit reached before the barrier refinement"
         else:
-            status = "barrier refinement stopped at max_iter before reaching tol"
-            H, b = data.hessian()
-            lb_best = max(hist["lower_bound"])
-            for _round in range(20):                       # working-set (cutting-plane) rounds
-                bar = _Barrier(H, b, c0, beta, ws)
-                U, ok = _interior_start(best[0], data, ws)
-                if not bool(ok.all()):
-                    U = torch.where(ok.unsqueeze(1), U, 0.0)
-                obj0 = bar.objective(U)
-                gap_abs = max(obj0 - lb_best, 1e-3 * tol * obj0)
-                tau = bar.m / gap_abs
-                done = stalled = False
-                while not done:
-                    for _ in range(60):
-                        dU, lam2, gF, dV = bar.newton(U, tau)
-                        dU = torch.where(ok.unsqueeze(1), dU, 0.0)
-                        newton += 1
-                        if lam2 < 2e-9:
-                            break
-                        U, a = bar.step(U, dU, lam2, gF, dV, tau)
-                        if a == 0.0 or newton >= max_iter or out_of_time():
-                            break
-                    if ws.exact:
-                        Uf = U
-                    else:
-                        val, _ = data.most_violated(U)
-                        Uf = U if bool((val >= 0).all()) else None
-                    if Uf is not None:
-                        cand = (Uf, *assess(Uf, "ipm"))
-                        lb_best = max(lb_best, cand[2])
-                        if cand[1] < best[1] or cand[3] < best[3]:
-                            best = cand if cand[1] <= best[1] else (best[0], best[1], max(best[2], cand[2]),
-                                                                     (best[1] - max(best[2], cand[2])) / best[1])
-                        if cand[3] <= tol:
-                            status = "barrier refinement certified to tol"
-                            done = True
-                            break
-                    else:
-                        log("ipm   iterate violates rows outside the working set: adding cutting planes")
-                        break
-                    if bar.m / tau < 1e-4 * tol * bar.objective(U):
-                        stalled = True
-                        status = "barrier refinement stalled (numerical precision) before tol"
-                        break
-                    if newton >= max_iter or out_of_time():
-                        status = ("time limit reached" if out_of_time() else "max_iter reached") + \
-                                 " during the barrier refinement"
-                        break
-                    tau *= barrier_factor
-                if done or stalled or newton >= max_iter or out_of_time() or ws.exact:
-                    break
-                # cutting planes: add the violated rows and restart from the restored point
-                Ur, _ = _project_cones(data, ws, U)
-                if Ur is not None:
-                    cand = (Ur, *assess(Ur, "ipm"))
-                    lb_best = max(lb_best, cand[2])
-                    if cand[1] < best[1]:
-                        best = cand
-                    if cand[3] <= tol:
-                        status = "barrier refinement certified to tol"
-                        break
-            del H
+            status = _refine(data, ws, beta, c0, tol, max_iter, barrier_factor, state, assess, log,
+                             out_of_time, gap_now)
 
-    # -- final: exact restoration and report -----------------------------------------------------------
-    U = best[0]
-    Uf, exact = _project_cones(data, ws, U)
+    # -- final: exact restoration and report ----------------------------------------------------------
+    U, exact = _project_cones(data, ws, state["U"])
     if not exact:
-        Uf = U
-    W = Uf[:P].to(out_dtype)
-    Z = Uf[P:].to(out_dtype)
-    W64, Z64 = W.to(F64), Z.to(F64)
-    sq, worst, scale = data.evaluate(W64, Z64)
-    loss = sq / (2 * M)
-    reg = beta * float(torch.linalg.vector_norm(W64, dim=1).sum() + torch.linalg.vector_norm(Z64, dim=1).sum())
+        U = state["U"]
+
+    def evaluate(U):
+        W, Z = U[:P].to(out_dtype), U[P:].to(out_dtype)
+        W64, Z64 = W.to(F64), Z.to(F64)
+        sq, worst, scale = data.evaluate(W64, Z64)
+        reg = beta * float(torch.linalg.vector_norm(W64, dim=1).sum() + torch.linalg.vector_norm(Z64, dim=1).sum())
+        return W, Z, sq / (2 * M), reg, worst, scale
+
+    W, Z, loss, reg, worst, scale = evaluate(U)
+    # Blocks strictly inside the dual constraint (c_j < beta) are zero at the optimum (complementary
+    # slackness); the barrier leaves them tiny but non-zero. Zero them (exact path sparsity, a smaller
+    # eq. (5) network) when the objective does not rise, or the point stays certified to tol.
+    inside = (state["bound"] < 0.99 * beta) & (torch.linalg.vector_norm(U, dim=1) > 0)
+    if bool(inside.any()):
+        cand = evaluate(torch.where(inside.unsqueeze(1), 0.0, U))
+        c_obj, obj0 = cand[2] + cand[3], loss + reg
+        if c_obj <= obj0 * (1 + 1e-3 * tol) or (c_obj - min(state["lb"], c_obj)) <= tol * c_obj:
+            W, Z, loss, reg, worst, scale = cand
+            log(f"final {int(inside.sum())} blocks with c_j < beta set to zero: objective {obj0:.10e} -> {c_obj:.10e}")
     obj = loss + reg
-    lb = max(hist["lower_bound"])
-    lb = min(lb, obj)
+    lb = min(state["lb"], obj)
     gap = (obj - lb) / obj if obj > 0 else 0.0
     hist["time"].append(time.perf_counter() - t_start)
     hist["objective"].append(obj)
@@ -897,8 +961,55 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     converged = gap <= tol
     if converged and not status.endswith("to tol"):
         status = "certified to tol"
-    log(f"final objective {obj:.10e}  lower bound {lb:.10e}  gap {gap:.2e}  max violation {worst / scale if scale else 0:.1e}")
+    violation = worst / scale if scale > 0 else 0.0
+    log(f"final objective {obj:.10e}  lower bound {lb:.10e}  certified gap {gap:.2e}  "
+        f"max violation {violation:.1e}: {status}")
     return DualSolution(W=W, Z=Z, objective=obj, loss=loss, reg=reg, lower_bound=lb, gap=gap,
-                        max_violation=worst / scale if scale > 0 else 0.0, converged=converged, status=status,
-                        history=hist, newton_steps=newton, seconds=time.perf_counter() - t_start, beta=beta,
-                        G=data.G64.to(out_dtype))
+                        max_violation=violation, converged=converged, status=status, history=hist,
+                        newton_steps=state["newton"], seconds=time.perf_counter() - t_start, beta=beta,
+                        G=data.G.to(out_dtype))
+
+
+def _refine(data, ws, beta, c0, tol, max_iter, factor, state, assess, log, out_of_time, gap_now) -> str:
+    """Step 2: the barrier method from the best point so far, with cutting-plane rounds when the
+    working sets do not hold every row. Updates ``state``; returns the status sentence."""
+    H, b = data.hessian()
+    U = state["U"]
+    tau = None
+    for _round in range(50):
+        U, free = _interior_start(U, data, ws)
+        bar = _Barrier(H, b, c0, beta, ws, free)
+        if tau is None:
+            obj0 = bar.objective(U)
+            tau = bar.m / max(obj0 - state["lb"], 1e-3 * tol * obj0, 1e-300)
+        need_cuts = False
+        while True:
+            for _ in range(50):
+                dU, lam2, gF, dV = bar.newton(U, tau)
+                state["newton"] += 1
+                if lam2 < 2e-9:
+                    break
+                U, a = bar.step(U, dU, lam2, gF, dV, tau)
+                if a == 0.0 or state["newton"] >= max_iter or out_of_time():
+                    break
+            if not ws.exact:
+                val, _ = data.most_violated(U)
+                if bool((val < 0).any()):
+                    need_cuts = True
+                    break
+            if assess(U, "ipm") <= 0.1 * tol:              # a margin for zeroing the tiny blocks
+                return "barrier refinement certified to tol"
+            if state["newton"] >= max_iter:
+                return "max_iter reached during the barrier refinement"
+            if out_of_time():
+                return "time limit reached during the barrier refinement"
+            if bar.m / tau < 1e-4 * tol * bar.objective(U):
+                return "barrier refinement stalled (numerical precision) before reaching tol"
+            tau *= factor
+        if not need_cuts:
+            break
+        log("ipm   the iterate violates rows outside the working sets: adding cutting planes")
+        U, exact = _project_cones(data, ws, U)
+        if exact and assess(U, "ipm") <= tol:
+            return "barrier refinement certified to tol"
+    return "barrier refinement stopped before reaching tol"
