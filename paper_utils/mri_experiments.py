@@ -296,6 +296,17 @@ def _as_image(x, what: str) -> np.ndarray:
     return a
 
 
+def _image_pair(prediction, target, metric: str):
+    """Both images as (H, W) arrays of one shape, and the target's maximum (the data range, > 0)."""
+    p, t = _as_image(prediction, "prediction"), _as_image(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"shapes differ: {p.shape} vs {t.shape}")
+    peak = float(t.max())
+    if not peak > 0:
+        raise ValueError(f"the target's maximum must be > 0 (it is the {metric}'s data range)")
+    return p, t, peak
+
+
 def magnitude_psnr(prediction, target) -> float:
     """PSNR in dB of one magnitude image, ``10 log10(max(target)^2 / MSE)``.
 
@@ -305,12 +316,7 @@ def magnitude_psnr(prediction, target) -> float:
     Args:
         prediction, target: (H, W) real images (tensors or arrays).
     """
-    p, t = _as_image(prediction, "prediction"), _as_image(target, "target")
-    if p.shape != t.shape:
-        raise ValueError(f"shapes differ: {p.shape} vs {t.shape}")
-    peak = float(t.max())
-    if not peak > 0:
-        raise ValueError("the target's maximum must be > 0 (it is the PSNR's data range)")
+    p, t, peak = _image_pair(prediction, target, "PSNR")
     return psnr(torch.from_numpy(p), torch.from_numpy(t), data_range=peak)
 
 
@@ -323,12 +329,7 @@ def magnitude_ssim(prediction, target) -> float:
     """
     from skimage.metrics import structural_similarity
 
-    p, t = _as_image(prediction, "prediction"), _as_image(target, "target")
-    if p.shape != t.shape:
-        raise ValueError(f"shapes differ: {p.shape} vs {t.shape}")
-    peak = float(t.max())
-    if not peak > 0:
-        raise ValueError("the target's maximum must be > 0 (it is the SSIM's data range)")
+    p, t, peak = _image_pair(prediction, target, "SSIM")
     return float(structural_similarity(t, p, data_range=peak))
 
 
