@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .dual_solver import DualSolution, solve_dual
-from .experiments import DenoiseRun
-from .patches import extract_patches
-from .primal import primal_objective
+from .dual_solver import DualSolution
+from .experiments import DenoiseRun, load_or_solve_exact
 
 
 @dataclass
@@ -44,15 +42,12 @@ class SolverComparison:
         return out
 
 
-def compare_solvers(run: DenoiseRun, *, tol: float = 1e-6, time_limit: float | None = None,
+def compare_solvers(run: DenoiseRun, *, tol: float = 1e-4, time_limit: float | None = None,
                     progress: bool = False) -> SolverComparison:
-    """Solve ``run``'s sampled dual (same patterns ``G``, data and beta) exactly and collect all curves."""
-    cfg = run.cfg
-    Yp = extract_patches(run.train.noisy, cfg.kernel_size)
-    x = (run.train.clean - run.train.noisy if cfg.residual else run.train.clean).reshape(-1)
-    sol = solve_dual(Yp, x, run.dual.G.cpu(), cfg.beta, tol=tol, time_limit=time_limit, progress=progress)
-    rebuilt = sol.to_primal(kernel_size=cfg.kernel_size, residual=cfg.residual).double()
-    rebuilt_obj = primal_objective(rebuilt, run.train.noisy.double(), run.train.clean.double(), cfg.beta)["objective"]
+    """Solve ``run``'s sampled dual (same patterns ``G``, data and beta) exactly (or load the solution
+    notebook 01 cached, :func:`paper_utils.experiments.load_or_solve_exact`) and collect all curves."""
+    exact = load_or_solve_exact(run, tol=tol, time_limit=time_limit, progress=progress)
+    sol = exact.solution
     ph, dh = run.primal_history, run.dual_history
     curves = {
         "primal Adam (eq. 2)": (ph.seconds, ph.train_objective),
@@ -60,7 +55,7 @@ def compare_solvers(run: DenoiseRun, *, tol: float = 1e-6, time_limit: float | N
         "exact solver (ours), feasible points": (list(sol.history["time"]), list(sol.history["objective"])),
     }
     best = min(min(y) for _, y in curves.values())
-    return SolverComparison(sol, curves, rebuilt_obj, dh.max_violation[-1], best)
+    return SolverComparison(sol, curves, exact.rebuilt_objective, dh.max_violation[-1], best)
 
 
 def plot_comparison(ax, comparison: SolverComparison):

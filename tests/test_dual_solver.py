@@ -270,3 +270,13 @@ def test_lasso_exact():
     assert 0 < int(on.sum()) < 15
     assert float((g[on] + lam * torch.sign(th[on])).abs().max()) <= 1e-10
     assert float(g[~on].abs().max()) <= lam * (1 + 1e-9)
+
+
+def test_solution_round_trips_through_a_dict():
+    Y, x, G = _problem(60, 4, 5, 3)
+    res = solve_dual(Y, x, G, 1e-3, tol=1e-6)
+    back = DualSolution.from_dict(res.as_dict())
+    assert back.objective == res.objective and back.gap == res.gap and torch.equal(back.W, res.W)
+    assert torch.equal(back.predict_patches(torch.as_tensor(Y)), res.predict_patches(torch.as_tensor(Y)))
+    with pytest.raises(ValueError, match="unknown fields"):
+        DualSolution.from_dict({**res.as_dict(), "bogus": 1})

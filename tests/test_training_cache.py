@@ -76,3 +76,25 @@ def test_claims_record(tmp_path, monkeypatch):
     assert rec["claims"][0]["details"]["inf"] == "inf"
     assert claims.gather_claims("smoke")[0]["notebook"] == "99_test"
     assert claims.relative_gap(1.1, 1.0) == pytest.approx(0.1)
+
+
+def test_exact_solution_is_cached_and_reproduces_the_dual(fake_mnist, tmp_cache, monkeypatch):
+    """Notebook 01's exact solve: certified, p = d after eq. (5), cached and reloaded without re-solving."""
+    cfg, tr, te = _tiny(fake_mnist)
+    cpu = torch.device("cpu")
+    primal, ph = experiments.load_or_train_primal(cfg, tr, te, device=cpu, progress=False)
+    dual, dh = experiments.load_or_train_dual(cfg, tr, te, device=cpu, progress=False)
+    run = experiments.DenoiseRun(cfg, tr, te, primal, dual, ph, dh)
+    first = experiments.load_or_solve_exact(run, tol=1e-6)
+    sol = first.solution
+    assert sol.converged and sol.gap <= 1e-6 and sol.lower_bound <= sol.objective
+    assert sol.max_violation <= 1e-6
+    assert abs(first.rebuilt_objective - sol.objective) <= 1e-6 * sol.objective
+
+    monkeypatch.setattr(experiments, "solve_dual", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-solved")))
+    again = experiments.load_or_solve_exact(run, tol=1e-6)
+    assert again.solution.objective == sol.objective and torch.equal(again.solution.W, sol.W)
+    assert again.solution.history == sol.history and again.rebuilt_objective == first.rebuilt_objective
+    row, = experiments.exact_gap_rows([run], [again])
+    assert row["cert_gap"] == sol.gap
+    assert row["primal_vs_dP"] == (ph.train_objective[-1] - sol.objective) / sol.objective
