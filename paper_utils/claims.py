@@ -45,11 +45,19 @@ class Claim:
 
 
 def code_version() -> str:
-    """``git describe --always --dirty`` of the project, or ``"unknown"`` outside a git checkout."""
+    """``git describe --always`` of the project, with ``-dirty`` when tracked files other than the
+    generated outputs under ``figures/`` differ from the commit (a run of the main job rewrites
+    ``figures/`` itself, which must not mark the code that produced them as modified); ``"unknown"``
+    outside a git checkout."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=project_root(),
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        root = project_root()
+        out = subprocess.run(["git", "describe", "--always"], cwd=root, capture_output=True, text=True, timeout=10)
+        version = out.stdout.strip()
+        if not version:
+            return "unknown"
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)figures"], cwd=root, capture_output=True, text=True, timeout=10)
+        return version + ("-dirty" if status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
