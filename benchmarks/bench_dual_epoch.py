@@ -16,29 +16,11 @@ import time
 
 import torch
 
+from _rates import matmul_rate, sync  # benchmarks/ is on sys.path when run as a script
 from paper_utils import config, runtime
 from paper_utils.data import mnist_denoising
 from paper_utils.dual import DualNet, sample_generators
 from paper_utils.patches import extract_patches
-
-
-def matmul_rate(device: torch.device, n: int = 4096, reps: int = 5) -> float:
-    """Dense fp32 matmul FLOP/s of this process on ``device`` (n x n x n products)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return reps * 2 * n ** 3 / (time.perf_counter() - t)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def epoch(net: DualNet, opt, Yp_img: torch.Tensor, x_img: torch.Tensor, batch: int, cfg) -> float:
@@ -74,7 +56,7 @@ def main() -> None:
     x_img = train.clean.reshape(cfg.n_train, -1).to(dev)
     G = sample_generators(Yp, cfg.n_patterns, seed=0)
     flops = 10 * M * d * cfg.n_patterns
-    peak = matmul_rate(dev)
+    peak = matmul_rate(dev, torch.float32, n=4096, reps=5)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; M = {M}, d = {d}, P = {cfg.n_patterns}, batch {cfg.batch_size}")
     print(f"dense fp32 matmul: {peak / 1e9:.1f} GFLOP/s")

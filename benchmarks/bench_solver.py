@@ -33,30 +33,13 @@ import time
 
 import torch
 
+from _rates import matmul_rate, sync  # benchmarks/ is on sys.path when run as a script
 from paper_utils import config
 from paper_utils.data import mnist_denoising
 from paper_utils.dual import DualNet, sample_generators
 from paper_utils.dual_solver import _Data, solve_dual
 from paper_utils.patches import extract_patches, pixels
 from paper_utils.primal import PrimalNet, primal_objective
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 4) -> float:
-    """Dense matmul FLOP/s of this process (n x n x n products)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return reps * 2 * n ** 3 / (time.perf_counter() - t)
 
 
 def kernel_rates(Yp, x, G, device, reps: int = 3) -> dict:
