@@ -119,8 +119,12 @@ def load_or_solve_exact(run: DenoiseRun, *, tol: float = 1e-4, time_limit: float
     x = (run.train.clean - run.train.noisy if cfg.residual else run.train.clean).reshape(-1).to(dev)
     sol = solve_dual(Yp, x, run.dual.G.detach(), cfg.beta, tol=tol, time_limit=time_limit, progress=progress)
     net = sol.to_primal(kernel_size=cfg.kernel_size, residual=cfg.residual).double()
+    # the eq. (5) network has up to 2P hidden units: bound its float64 activations to ~2e8 numbers
+    # (1.6 GB) per batch (at paper scale, 8000 units x 784 pixels x 500 images would need 25 GB)
+    pixels_per_image = run.train.noisy[0].numel()
+    batch = max(1, min(500, int(2e8 // max(1, net.n_filters * pixels_per_image))))
     rebuilt = primal_objective(net, run.train.noisy.cpu().double(), run.train.clean.cpu().double(),
-                               cfg.beta)["objective"]
+                               cfg.beta, batch_size=batch)["objective"]
     cache.save("exact", name, {"config": cfg.as_dict(), "tol": tol, "solution": sol.as_dict(),
                                "rebuilt_objective": rebuilt})
     return ExactDual(sol, rebuilt)
