@@ -59,12 +59,9 @@ from . import mri
 from .cache import Cache
 from .config import DenoiseConfig
 from .data import DenoisingSet
-from .dual import DualNet
-from .experiments import load_or_train_dual, load_or_train_primal
+from .experiments import DenoiseRun, load_or_train_dual, load_or_train_primal
 from .metrics import psnr
 from .paths import cache_dir
-from .primal import PrimalNet
-from .training import History
 
 __all__ = [
     "METHODS",
@@ -178,8 +175,9 @@ def model_cache(data: mri.MRIDataset, root: str | Path | None = None) -> Cache:
 
 
 @dataclass
-class MRIRun:
-    """One acceleration R: data, both trained networks and their per-epoch curves.
+class MRIRun(DenoiseRun):
+    """One acceleration R: data, both trained networks and their per-epoch curves (a
+    :class:`paper_utils.experiments.DenoiseRun` plus the MRI dataset and timings).
 
     Attributes:
         cfg: the configuration (:func:`paper_utils.config.mri_config`).
@@ -192,14 +190,7 @@ class MRIRun:
         from_cache: whether ``data``, ``primal`` and ``dual`` were loaded rather than computed.
     """
 
-    cfg: DenoiseConfig
     data: mri.MRIDataset
-    train: DenoisingSet
-    test: DenoisingSet
-    primal: PrimalNet
-    dual: DualNet
-    primal_history: History
-    dual_history: History
     seconds: dict[str, float] = field(default_factory=dict)
     from_cache: dict[str, bool] = field(default_factory=dict)
 
@@ -256,7 +247,7 @@ def train_mri(cfg: DenoiseConfig, device: torch.device | str = "cpu", *, data: m
     t0 = time.perf_counter()
     dual, dh = load_or_train_dual(cfg, train, test, device=device, cache=cache, progress=progress)
     seconds["dual"] = time.perf_counter() - t0
-    return MRIRun(cfg, data, train, test, primal, dual, ph, dh, seconds=seconds, from_cache=cached)
+    return MRIRun(cfg, train, test, primal, dual, ph, dh, data=data, seconds=seconds, from_cache=cached)
 
 
 def train_mri_runs(cfgs: Sequence[DenoiseConfig], device: torch.device | str = "cpu", *, source: str = "simulated",
