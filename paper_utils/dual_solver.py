@@ -323,6 +323,30 @@ class _Data:
             q += torch.mv(Fc.T, x[s:e]).to(F64)
         return Q / self.M, q / self.M
 
+    # -- the tilted-ray lasso's Gram rows ---------------------------------------------------------------
+    def direction_gram_rows(self, A: torch.Tensor, rows: torch.Tensor):
+        """Rows ``rows`` (k,) of ``Q = F^T F / M`` (k, P) and ``F_rows^T x / M`` (k,) for the gated
+        features ``F_i = D_i Yp a_i`` of one direction ``a_i`` per pattern (``A`` (P, d)), in float64.
+
+        With ``a_i`` in the cone ``K_i`` the feature is ``(Yp a_i)_+``; the pattern is applied
+        explicitly so that the master problem and the certificate see the same operator.
+        """
+        self.passes += 1
+        P, k = self.P, rows.numel()
+        AT = A.T.to(F64).contiguous()
+        Qr = torch.zeros(k, P, dtype=F64, device=self.device)
+        qr = torch.zeros(k, dtype=F64, device=self.device)
+        sgn = torch.empty(self.chunk, P, dtype=F64, device=self.device)
+        feat = torch.empty(self.chunk, P, dtype=F64, device=self.device)
+        every = k == P and bool((rows == torch.arange(P, device=self.device)).all())
+        for s, e in self.chunks():
+            Yc = self.Y[s:e]
+            Fc = torch.mm(Yc, AT, out=feat[:e - s]).mul_(torch.mm(Yc, self.G, out=sgn[:e - s]).ge_(0))
+            Fr = Fc if every else Fc[:, rows]
+            Qr.addmm_(Fr.T, Fc)
+            qr.addmv_(Fr.T, self.x[s:e])
+        return Qr / self.M, qr / self.M
+
     # -- dense Gram matrix of the gated features (barrier Newton systems) --------------------------
     def hessian(self):
         """``H = A^T A / M`` ((P d), (P d)) and ``b = A^T x / M`` (P, d) in float64, row-chunked."""
@@ -530,9 +554,10 @@ class _WorkingSets:
         self.valid[blocks, slot] = True
 
 
-def _project_cones(data: _Data, ws: _WorkingSets, V: torch.Tensor, max_rounds: int = 60,
-                   rel_tol: float = 1e-9) -> tuple[torch.Tensor, bool]:
-    """Project each row of ``V`` (2P, d) onto its full cone ``K_i``.
+def _project_cones(data: _Data, ws: _WorkingSets, V: torch.Tensor, blocks: torch.Tensor | None = None,
+                   max_rounds: int = 60, rel_tol: float = 1e-9) -> tuple[torch.Tensor, bool]:
+    """Project each row of ``V`` onto its full cone ``K_i``: ``V`` (2P, d) holds every block, or
+    ``V`` (b, d) the blocks listed in ``blocks`` (b,).
 
     Lawson-Hanson on the working set, then a pass over all M rows; violated rows join the working
     set (cutting planes) and only the blocks that were violated are projected and checked again,
@@ -540,20 +565,24 @@ def _project_cones(data: _Data, ws: _WorkingSets, V: torch.Tensor, max_rounds: i
     hold the projection onto their working-set cone, a superset of ``K_i`` (a valid upper bound for
     the certificate, not a feasible point).
     """
-    Wp = _nnls_project(ws.C, ws.valid, V)
-    if ws.exact:
+    if blocks is None:
+        blocks = torch.arange(V.shape[0], device=V.device)
+    Wp = _nnls_project(ws.C[blocks], ws.valid[blocks], V)
+    if ws.exact or blocks.numel() == 0:
         return Wp, True
     Vn = torch.linalg.vector_norm(V, dim=1)
-    todo = torch.arange(V.shape[0], device=V.device)
+    todo = torch.arange(V.shape[0], device=V.device)              # positions in ``blocks``
     for _ in range(max_rounds):
-        val, arg = data.most_violated(Wp[todo], todo)
+        val, arg = data.most_violated(Wp[todo], blocks[todo])
         # violations at the rounding level of Lawson-Hanson on nearly parallel normals are accepted
         bad = val < -rel_tol * Vn[todo] - 1e-300
         if not bool(bad.any()):
             return Wp, True
         todo = todo[bad]
-        ws.add(data, todo, arg[bad], Wp)
-        Wp[todo] = _nnls_project(ws.C[todo], ws.valid[todo], V[todo])
+        full = torch.zeros(2 * ws.P, V.shape[1], dtype=V.dtype, device=V.device)
+        full[blocks[todo]] = Wp[todo]
+        ws.add(data, blocks[todo], arg[bad], full)
+        Wp[todo] = _nnls_project(ws.C[blocks[todo]], ws.valid[blocks[todo]], V[todo])
     return Wp, False
 
 
@@ -813,7 +842,7 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
                time_limit: float | None = None, device=None, dtype: torch.dtype | None = None,
                W0=None, Z0=None, progress: bool = False, chunk_rows: int | None = None,
                working_set: int = 128, exact_rows: int = 512, dense_bytes: float = 2e9,
-               barrier_factor: float = 10.0) -> DualSolution:
+               barrier_factor: float = 10.0, max_tilts: int = 30) -> DualSolution:
     r"""Solve eq. (4) over the sign patterns of ``G`` exactly and certify the answer.
 
     Args:
@@ -838,6 +867,7 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         dense_bytes: memory allowed for the barrier's dense (P d)^2 float64 matrices; above it the
             refinement is skipped (``status`` says so).
         barrier_factor: growth of the barrier parameter per outer step.
+        max_tilts: most tilted-ray rounds (step 2; 0 skips it).
 
     Returns:
         :class:`DualSolution`.
@@ -897,8 +927,9 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         sq, rx = float(sq), float(rx)
         obj = sq / (2 * M) + beta * float(torch.linalg.vector_norm(U, dim=1).sum())
         lb, ratio, bound = _certificate(data, ws_cert, beta, sq, rx, grad)
+        state["last"] = (grad, bound)
         if obj < state["obj"]:
-            state["U"], state["obj"], state["bound"] = U, obj, bound
+            state["U"], state["obj"], state["bound"], state["phase"] = U, obj, bound, phase
         state["lb"] = max(state["lb"], lb)
         gap = gap_now()
         hist["time"].append(time.perf_counter() - t_start)
@@ -914,10 +945,10 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     Q, q = data.relu_gram()
     log(f"ray   Gram matrix of the {P} ray features ({data.fast}, chunks of {data.chunk} rows)")
     theta = _lasso(Q, q, beta)
-    del Q
     log(f"ray   lasso solved: {int((theta != 0).sum())} of {P} rays active")
     Gh = data.Gh.T
-    assess(torch.cat([theta.clamp_min(0).unsqueeze(1) * Gh, (-theta).clamp_min(0).unsqueeze(1) * Gh]), "ray")
+    assess(_blocks(theta, Gh), "ray")
+    ray_point = (theta, state["last"])
     status = "the ray lasso is certified to tol"
 
     # -- optional warm start ------------------------------------------------------------------------
@@ -933,13 +964,19 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         if exact:
             assess(U0, "warm")
 
-    # -- step 2: barrier refinement ---------------------------------------------------------------------
+    # -- step 2: tilted rays ------------------------------------------------------------------------------
+    if gap_now() > tol and max_tilts > 0 and beta > 0 and not out_of_time():
+        theta, (grad, bound) = ray_point
+        status = _tilt(data, ws_cert, beta, tol, Q, q, theta, Gh, grad, bound, max_tilts, state, assess,
+                       log, out_of_time, gap_now)
+    del Q, q
+
+    # -- step 3: barrier refinement -----------------------------------------------------------------------
     n = P * d
     if gap_now() > tol:
         if 3.0 * n * n * 8 > dense_bytes:
-            status = (f"certified gap {gap_now():.2e} > tol: the barrier refinement needs "
-                      f"{3 * n * n * 8 / 1e9:.1f} GB of dense (P d)^2 matrices (dense_bytes={dense_bytes:.2g}); "
-                      f"returning the exact ray-lasso point")
+            status += (f"; the barrier refinement needs {3 * n * n * 8 / 1e9:.1f} GB of dense (P d)^2 "
+                       f"matrices (dense_bytes={dense_bytes:.2g}) and was skipped")
         elif out_of_time():
             status = "time limit reached before the barrier refinement"
         else:
@@ -947,9 +984,11 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
                              out_of_time, gap_now)
 
     # -- final: exact restoration and report ----------------------------------------------------------
-    U, exact = _project_cones(data, ws, state["U"])
-    if not exact:
-        U = state["U"]
+    U = state["U"]
+    if state["phase"] in ("warm", "ipm"):        # ray and tilted points are in the full cones already
+        U, exact = _project_cones(data, ws, U)
+        if not exact:
+            U = state["U"]
 
     def evaluate(U):
         W, Z = U[:P].to(out_dtype), U[P:].to(out_dtype)
@@ -987,6 +1026,63 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
                         max_violation=violation, converged=converged, status=status, history=hist,
                         newton_steps=state["newton"], seconds=time.perf_counter() - t_start, beta=beta,
                         G=data.G.to(out_dtype))
+
+
+def _blocks(theta: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """The point (2P, d) of the signed amplitudes ``theta`` (P,) along unit directions ``dirs`` (P, d):
+    ``w_i = theta_i+ a_i``, ``z_i = theta_i- a_i``."""
+    return torch.cat([theta.clamp_min(0).unsqueeze(1) * dirs, (-theta).clamp_min(0).unsqueeze(1) * dirs])
+
+
+def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state, assess, log,
+          out_of_time, gap_now, patience: int = 3) -> str:
+    """Step 2: tilted rays. Each pattern keeps one direction ``a_i`` in its cone; every pattern whose
+    dual constraint is violated at the current residual (``c_j > beta`` for its active block, or for
+    the larger of its two when it is inactive) gets the block's best response ``Pi_K(s_j) / c_j``
+    (the exact cone projection the certificate computes), the Gram rows of the tilted features are
+    recomputed in float64, and the lasso over the P tilted features is solved exactly again. Every
+    point is feasible (directions in the cones). Stops when certified to ``tol``, when no constraint
+    is violated, or when the gap has not halved in ``patience`` rounds. Updates ``Q``, ``q`` in place."""
+    P = data.P
+    exact_rows = data.fast == F64                 # are Q's rows float64-exact already?
+    best, since = gap_now(), 0
+    for rnd in range(1, max_rounds + 1):
+        s = torch.cat([-grad, grad])
+        use_z = (theta < 0) | ((theta == 0) & (bound[P:] > bound[:P]))
+        pats = (torch.where(use_z, bound[P:], bound[:P]) > beta).nonzero().squeeze(1)
+        blk = torch.where(use_z[pats], pats + P, pats)
+        proj, exact = _project_cones(data, ws, s[blk], blk)
+        if not exact:
+            return "tilted rays stopped: a cone projection did not finish its cutting planes"
+        c = torch.linalg.vector_norm(proj, dim=1)
+        keep = c > beta
+        tilt = pats[keep]
+        if tilt.numel() == 0:
+            return "tilted rays: no dual constraint is violated"
+        dirs = dirs.clone()
+        dirs[tilt] = proj[keep] / c[keep].unsqueeze(1)
+        rows = tilt if exact_rows else torch.arange(P, device=dirs.device)
+        exact_rows = True
+        Qr, qr = data.direction_gram_rows(dirs, rows)
+        Q[rows] = Qr
+        Q[:, rows] = Qr.T
+        q[rows] = qr
+        theta = _lasso(Q, q, beta)
+        log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}), "
+            f"{rows.numel()} Gram rows, {int((theta != 0).sum())} of {P} features active")
+        gap = assess(_blocks(theta, dirs), "tilt")
+        grad, bound = state["last"]
+        if gap <= tol:
+            return "tilted rays certified to tol"
+        if out_of_time():
+            return "time limit reached during the tilted rays"
+        if gap < 0.5 * best:
+            best, since = gap, 0
+        else:
+            since += 1
+            if since >= patience:
+                return f"tilted rays stalled at certified gap {best:.2e}"
+    return f"tilted rays: {max_rounds} rounds"
 
 
 def _refine(data, ws, beta, c0, tol, max_iter, factor, state, assess, log, out_of_time, gap_now) -> str:
