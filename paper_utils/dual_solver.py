@@ -30,8 +30,8 @@ rows for the most violated one ("cutting planes") until the projection is exact.
 Near the optimum it behaves like ``delta^2`` where ``1 + delta = max_j c_j / beta``: a
 residual-based certificate only closes on a *very* accurate point, which is what decided the algorithm.
 
-Algorithm (chosen from measurements on MNIST sigma = 0.5 patches, beta = 1e-5; CPU numbers on one
-core of this project's shared 2-core machine, so wall times are approximate):
+Algorithm (chosen from measurements on MNIST sigma = 0.5 patches, beta = 1e-5; CPU numbers from this
+project's shared 2-core machine, so wall times are approximate):
 
 1. *Ray lasso.* Restricting every block to its generator's ray, ``w_i = a_i g_i / ||g_i||``,
    ``z_i = c_i g_i / ||g_i||`` (``g_i`` lies in ``K_i``, so the point is feasible by construction),
@@ -41,8 +41,25 @@ core of this project's shared 2-core machine, so wall times are approximate):
    patch hyperplanes, thin cones around ``g_i`` (measured angular radius ~0.03 rad at M = 784,
    shrinking with M), so the restriction loses less and less. Excess of the ray point over ``d_P``:
    1.4 at M = 784 (P = 30), 0.14 at 3,136 (P = 100), 2.3e-3 at 15,680 (P = 300), 2.7e-4 at 78,400
-   (P = 300), 2.6e-5 at 470,400 (P = 2,000, ``cpu`` scale).
-2. *Barrier interior-point refinement*, when the certified gap of step 1 exceeds ``tol``: a primal
+   (P = 300), 2.6e-5 at 470,400 (P = 2,000, ``cpu`` scale). Its certificate is looser than that
+   (gap 3.1e-4 at ``cpu`` scale): the ray point's residual violates the dual constraints of the
+   full cones by ``max_j c_j / beta = 1.0116``, because the optimum tilts the directions.
+2. *Tilted rays* (:func:`_tilt`). Each pattern keeps one unit direction ``a_i`` in its cone, at first
+   ``g_i / ||g_i||``. A round replaces the direction of every pattern whose dual constraint is
+   violated at the current residual by that block's best response ``Pi_{K_i}(s_j) / c_j`` (the exact
+   cone projection the certificate computes anyway), recomputes those rows of the Gram matrix of the
+   features ``D_i Yp a_i`` in float64, and solves the lasso over the P tilted features exactly again.
+   Every point is feasible. A fixed point is the optimum of eq. (4) (optimal amplitudes, and every
+   active direction a best response, i.e. the KKT conditions), and because the cones are thin, the
+   residual, hence each best response, moves little between rounds. Measured at ``cpu`` scale on 2 CPU
+   cores: the certified gap goes 3.1e-4 -> 5.7e-5 -> 4.2e-11 in two rounds (sigma 0.5; 0.25:
+   6.5e-4 -> 3.0e-4 -> 4.6e-10; 0.75: 2.7e-4 -> 4.2e-5), 86 s in all for sigma = 0.5, of which 50 s in
+   the two Gram passes; at ``smoke`` scale (M = 39,200, P = 256): 1.0e-1 -> 1.1e-5 -> 5.8e-7 in 0.8 s.
+   The first round recomputes every row in float64 when step 1 ran in float32: the float32 Gram
+   matrix alone misstates the ray constraints ``|f_i^T lam|`` by up to 1.1% of ``beta`` at ``cpu``
+   scale. On small problems (M up to a few thousand: wide cones, a ray excess of order 1) the
+   directions keep moving and the round stops once the gap has not halved in ``patience`` rounds.
+3. *Barrier interior-point refinement*, when the certified gap is still above ``tol``: a primal
    log-barrier method on the cone constraints, ``beta ||u||`` kept in the objective (iterates stay in
    the open cones, where the norm is smooth), Newton steps with an exact line search, and Newton
    systems reduced to the P d variables ``v_i = w_i - z_i``: ``(tau H + Phi) dv = rhs``, ``H`` the
@@ -51,12 +68,13 @@ core of this project's shared 2-core machine, so wall times are approximate):
    barrier parameter (about ``0.45 m / tau``, m barrier terms) down to 1e-7 and below. The barrier
    holds every non-zero row when there are at most ``exact_rows`` of them, otherwise a working set
    per block (the ``working_set`` rows whose hyperplanes pass closest to ``g_i``) grown by cutting
-   planes; 64 such rows already gave the optimum to 4e-5 at M = 3,136. Measured: M = 784, P = 30:
-   0.6 s, objective equal to CVXPY/Clarabel's (3.7 s) to 2e-8; M = 3,136, P = 100: 2 s, certified
-   gap 7e-8 (Clarabel: 385 s); M = 78,400, P = 300: 42 s, gap 1.9e-7; ``smoke`` scale (M = 39,200,
-   P = 256): 39 s, gap 1e-6; ``cpu`` scale (M = 470,400, P = 2,000) on one H100: 13 s, certified gap
-   2.3e-7, peak GPU memory 10.7 GB.
-3. *Restoration and sparsity.* The final point is projected exactly onto the full cones (the
+   planes; 64 such rows already gave the optimum to 4e-5 at M = 3,136. Measured (barrier alone,
+   before step 2 existed): M = 784, P = 30: 0.6 s, objective equal to CVXPY/Clarabel's (3.7 s) to
+   2e-8; M = 3,136, P = 100: 2 s, certified gap 7e-8 (Clarabel: 385 s); M = 78,400, P = 300: 42 s,
+   gap 1.9e-7; ``smoke`` scale: 39 s, gap 1e-6; ``cpu`` scale on one H100: 13 s, gap 2.3e-7, peak
+   GPU memory 10.7 GB. It runs only within ``dense_bytes`` (default 2 GB: P d up to ~9,000), so at
+   ``cpu`` scale and above it is a fallback that step 2 makes unnecessary.
+4. *Restoration and sparsity.* A barrier point is projected exactly onto the full cones (the
    cutting-plane Lawson-Hanson above) and certified; blocks strictly inside the dual constraint
    (``c_j < beta``: zero at the optimum by complementary slackness), which the barrier leaves tiny but
    non-zero, are set to zero when that keeps the objective or the certified ``tol``.
@@ -69,28 +87,23 @@ the cones being thin, the optimum pairs large, nearly cancelling ``w_i`` and ``z
 0.03 rad apart at M = 784: their difference is the gated filter), whose growth first-order methods
 drive with forces of size ``beta``. The residual-based certificate also needs a near-exact point.
 Matrix-free Newton (PCG on ``tau H + Phi``) took 24 to 448 iterations per Newton system at M = 3,136,
-P = 100 with the best preconditioner tried (K-FAC plus ``Phi``), against one dense Cholesky. The price
-of step 2 is the dense ``H`` (``2 M (P d)^2`` flops to build, ``3 (P d)^2`` float64 numbers), so it runs
-only within ``dense_bytes`` (default 2 GB: P d up to ~9,000). Above that, e.g. ``cpu`` scale on a
-CPU (P d = 18,000: 7.8 GB and ~3e14 flops, over an hour on 2 cores), the solver returns the exact,
-feasible ray-lasso point with its certified gap (3.1e-4 at ``cpu`` scale in 45 s on 2 quiet cores, where
-the point is in fact 2.6e-5 above ``d_P``: the residual-based bound is the loose side) and says so in
-``status``; raise ``dense_bytes`` on a machine that has the memory and speed (a GPU: see above).
-Column generation, the matrix-free alternative, was also measured and rejected: atoms = unit vectors of
-the cones, priced exactly by the certificate's cone projections, master problem = a warm-started lasso
-over the atoms (feasible at every round). It tails off at once: at M = 39,200, P = 300, 14 rounds
-(2,600 atoms) moved ``max_j c_j / beta`` from 1.2322 to 1.2292 and the gap from 3.67e-2 to 3.55e-2.
+P = 100 with the best preconditioner tried (K-FAC plus ``Phi``), against one dense Cholesky. Column
+generation that *adds* atoms (unit vectors of the cones priced by the certificate's projections) to a
+lasso master instead of replacing a pattern's direction: it stalls, because nearly parallel atoms of
+one cone make the master degenerate and the atomic l1 norm overcharges their combinations (M = 39,200,
+P = 300: 14 rounds moved ``max_j c_j / beta`` from 1.2322 to 1.2292; at ``cpu`` scale 600 atoms per
+round left the master lasso unsolved, objective +7% after one round).
 
 Kernels: no (M, P) tensor is ever built for the whole data set; every pass runs in row chunks of
 (c, P) blocks (about 2M numbers on CPU, 64M on GPU). ``D_c = 1[Yp_c G >= 0]`` is formed in place in
 a preallocated buffer, the prediction ``rowsum(Yp_c * (D_c V))`` as ``V^T D_c^T`` and the adjoint as
 ``(r_c Yp_c)^T D_c``: skinny matmuls in the layouts that ran at ~55-60 GFLOP/s on one core here
-(``D_c @ V`` with the other layouts: 5-17). The Gram pass is one (P, c) x (c, P) product per chunk.
+(``D_c @ V`` with the other layouts: 5-17). The Gram passes are one (k, c) x (c, P) product per chunk.
 Peak memory at paper settings (M = 470,400, P = 8,000, d = 9) without the dense refinement: the
 P x P Gram matrix and its lasso factorisations (~0.5 GB each) plus working sets (2 P x 128 x d).
 
 Dtype policy: the ray Gram pass and the ranking of the rows nearest each ``g_i`` (results used only
-as a starting point) run in float32 when ``M P > 2^25`` and no input is float64 (``dtype=`` picks
+as a starting point; step 2 recomputes the Gram rows in float64) run in float32 when ``M P > 2^25`` and no input is float64 (``dtype=`` picks
 it); every pass that feeds the certificate, a feasibility check or a reported number, and all the
 small linear algebra (lasso, barrier Newton systems, cone projections), runs in float64. A float32
 certificate was measured to misjudge ``max_j c_j / beta`` by several percent at M = 470,400 (it is a
@@ -138,7 +151,7 @@ class DualSolution:
         converged: ``gap <= tol``.
         status: a sentence saying how the solver stopped.
         history: per step ``time`` (s since the call), ``objective``, ``lower_bound``, ``gap``,
-            ``phase`` (``"ray"``, ``"warm"``, ``"ipm"``, ``"final"``); every entry is a feasible point.
+            ``phase`` (``"ray"``, ``"warm"``, ``"tilt"``, ``"ipm"``, ``"final"``); every entry is a feasible point.
         newton_steps: barrier Newton steps taken.
         seconds: wall time of the call.
         beta, G: the problem's ``beta`` and generator matrix (d, P).
@@ -426,23 +439,28 @@ class _Data:
 
     def evaluate(self, W: torch.Tensor, Z: torch.Tensor):
         """``(sq, worst, scale)`` in float64: squared residual, largest violation and largest ``|Yp u|``
-        (DualNet's relative violation is ``worst / scale``)."""
+        (DualNet's relative violation is ``worst / scale``). In-place chunk passes: the prediction
+        as in :meth:`loss_grad`, the margins ``(2D_i - 1) Yp u`` of all 2P blocks in one product."""
         self.passes += 1
         P = self.P
-        right = torch.cat([self.G, W.T, Z.T], dim=1)
+        VT = (W - Z).T.contiguous()
+        UT = torch.cat([W, Z]).T.contiguous()                                      # (d, 2P)
         sq = torch.zeros((), dtype=F64, device=self.device)
         worst = torch.zeros((), dtype=F64, device=self.device)
         scale = torch.zeros((), dtype=F64, device=self.device)
+        dbuf = torch.empty(self.chunk, P, dtype=F64, device=self.device)
+        tbuf = torch.empty(self.chunk, 2 * P, dtype=F64, device=self.device)
         for s, e in self.chunks():
-            S = self.Y[s:e] @ right
-            on = S[:, :P] >= 0
-            SW, SZ = S[:, P:2 * P], S[:, 2 * P:]
-            r = torch.where(on, SW - SZ, 0.0).sum(1) - self.x[s:e]
+            D = torch.mm(self.Y[s:e], self.G, out=dbuf[:e - s]).ge_(0)             # (c, P) of 1.0 / 0.0
+            r = (torch.mm(VT, D.T) * self.YT[:, s:e]).sum(0) - self.x[s:e]
             sq += torch.dot(r, r)
-            worst = torch.maximum(worst, torch.maximum(torch.where(on, -SW, SW).amax(),
-                                                       torch.where(on, -SZ, SZ).amax()).clamp_min(0))
-            scale = torch.maximum(scale, S[:, P:].abs().amax())
-        return float(sq), float(worst), float(scale)
+            sgn = D.mul_(2).sub_(1)
+            T = torch.mm(self.Y[s:e], UT, out=tbuf[:e - s])                        # (c, 2P): W then Z
+            scale = torch.maximum(scale, torch.maximum(T.amax(), -T.amin()))
+            T[:, :P].mul_(sgn)
+            T[:, P:].mul_(sgn)
+            worst = torch.maximum(worst, -T.amin())
+        return float(sq), float(worst.clamp_min(0)), float(scale)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1058,6 +1076,9 @@ def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state
         keep = c > beta
         tilt = pats[keep]
         if tilt.numel() == 0:
+            if bool((bound > beta).any()):
+                return ("tilted rays stalled: the violated blocks are the opposite-sign blocks of active "
+                        "patterns, which one direction per pattern cannot represent")
             return "tilted rays: no dual constraint is violated"
         dirs = dirs.clone()
         dirs[tilt] = proj[keep] / c[keep].unsqueeze(1)

@@ -34,7 +34,7 @@ class SolverComparison:
         """``|rebuilt eq. (5) - dual eq. (4)| / dual`` for the exact solver (float64)."""
         return abs(self.rebuilt_objective - self.solution.objective) / self.solution.objective
 
-    def excess(self, method: str, floor: float = 1e-7) -> tuple[list[float], list[float]]:
+    def excess(self, method: str, floor: float = 1e-10) -> tuple[list[float], list[float]]:
         """``(seconds, (objective - L) / L)`` with ``L`` the solver's certified lower bound on the sampled
         program's optimum ``d_P``: a guaranteed upper bound on each point's relative distance to ``d_P``.
         Values below ``floor`` (including negative ones: a primal network can beat ``d_P``, the sampled

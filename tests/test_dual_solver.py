@@ -186,7 +186,7 @@ def test_warm_start():
 
 
 def test_dense_limit_returns_certified_feasible_point():
-    """Without memory for the refinement: the exact ray-lasso point, feasible, with an honest gap."""
+    """Without memory for the refinement: the best feasible point of steps 1-2, with an honest gap."""
     Y, x, G = _problem(100, 5, 10, 7)
     res = solve_dual(Y, x, G, 1e-3, dense_bytes=1.0)
     assert "dense" in res.status
@@ -308,3 +308,31 @@ def test_solver_comparison_measures_from_the_certified_lower_bound():
     plot_feasibility(a2, comp)
     assert len(a2.patches) == 4
     plt.close(fig)
+
+
+def test_tilted_rays_certify_without_the_barrier():
+    """Thin cones (M >> P): step 2 alone (no dense refinement) reaches the optimum the barrier finds."""
+    Y, x, G = _problem(20000, 9, 50, 0)
+    tilted = solve_dual(Y, x, G, 1e-3, tol=1e-7, dense_bytes=1.0)
+    barrier = solve_dual(Y, x, G, 1e-3, tol=1e-7, max_tilts=0)
+    assert tilted.converged and "tilted rays certified" in tilted.status, tilted.status
+    assert "tilt" in tilted.history["phase"] and "ipm" not in tilted.history["phase"]
+    assert "ipm" in barrier.history["phase"]
+    assert abs(tilted.objective - barrier.objective) <= 1e-6 * barrier.objective
+    # each certificate bounds the other method's objective from below
+    assert tilted.lower_bound <= barrier.objective * (1 + 1e-12)
+    assert barrier.lower_bound <= tilted.objective * (1 + 1e-12)
+    assert tilted.max_violation <= 1e-6
+
+
+def test_tilted_rays_hand_over_to_the_barrier_when_they_stall():
+    """Wide cones: the tilted rays stall (their gap is reported as it is) and the barrier finishes."""
+    Y, x, G = _problem(8000, 9, 60, 0)
+    stalled = solve_dual(Y, x, G, 1e-4, tol=1e-7, dense_bytes=1.0)
+    assert not stalled.converged and "stalled" in stalled.status
+    res = solve_dual(Y, x, G, 1e-4, tol=1e-7)
+    assert res.converged, res.status
+    phases = res.history["phase"]
+    assert phases.index("ray") < phases.index("tilt") < phases.index("ipm")
+    assert res.lower_bound <= stalled.objective * (1 + 1e-12)
+    assert res.objective <= stalled.objective
