@@ -19,7 +19,10 @@ points are feasible points whose objective is the rebuilt network's.
 Kernel rate: the operator ``v -> sum_i D_i Yp v_i`` and its adjoint (4 M P d matmul flops per
 application pair, the fused chunked pass the solver uses; the pass also recomputes the sign patterns
 ``Yp_c G``, another 2 M P d matmul flops, printed as the "all matmul flops" rate) and the ray-lasso Gram matrix (2 M P^2),
-over this process's dense fp32 and fp64 matmul rates, measured in the same run.
+over this process's dense fp32 and fp64 matmul rates, measured in the same run. Then, for the solver
+run itself, every chunked data pass is timed (:class:`PassProfile`): its share of the solver's wall
+time, its FLOP/s (matmul flops only) and its ratio to the dense rate of its dtype; the line "all
+passes" is the solver's achieved FLOP/s over its data passes relative to dense float64.
 
     python benchmarks/bench_solver.py [--scale cpu] [--images N] [--patterns P] [--threads 2]
                                       [--cap auto] [--solver-cap 300] [--device cpu]
@@ -64,6 +67,67 @@ def kernel_rates(Yp, x, G, device, reps: int = 3) -> dict:
     sync(device)
     out["gram"] = 2 * M * P * P / (time.perf_counter() - t)
     return out
+
+
+class PassProfile:
+    """Times every chunked data pass of one :func:`solve_dual` call (wrapping :class:`_Data`'s methods)
+    and counts its matmul flops from the problem's sizes: where the solver's time goes, and at what
+    fraction of the dense matmul rate of the pass's dtype."""
+
+    FLOPS = {  # matmul flops of one call: (M, d, P, args) -> flops
+        "relu_gram": lambda M, d, P, a: 2 * M * d * P + 2 * M * P * P,
+        "direction_gram_rows": lambda M, d, P, a: 4 * M * d * P + 2 * M * a[1].numel() * P,
+        "loss_grad": lambda M, d, P, a: 6 * M * P * d,
+        "most_violated": lambda M, d, P, a: 2 * M * d * (
+            (P if a[1] is None else int(torch.unique(a[1] % P).numel())) + a[0].shape[0]),
+        "nearest_rows": lambda M, d, P, a: 2 * M * d * P,
+        "evaluate": lambda M, d, P, a: 8 * M * d * P,
+        "hessian": lambda M, d, P, a: 2 * M * (P * d) ** 2 + 2 * M * d * P,
+    }
+
+    def __init__(self, device):
+        self.device = device
+        self.stats = {name: [0, 0.0, 0.0] for name in self.FLOPS}      # calls, seconds, flops
+        self._saved = {}
+
+    def __enter__(self):
+        for name in self.FLOPS:
+            original = getattr(_Data, name)
+            self._saved[name] = original
+
+            def timed(data, *args, _name=name, _original=original):
+                sync(self.device)
+                t = time.perf_counter()
+                out = _original(data, *args)
+                sync(self.device)
+                st = self.stats[_name]
+                st[0] += 1
+                st[1] += time.perf_counter() - t
+                st[2] += self.FLOPS[_name](data.M, data.d, data.P, (args + (None,))[:max(2, len(args))])
+                return out
+
+            setattr(_Data, name, timed)
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self._saved.items():
+            setattr(_Data, name, original)
+
+    def report(self, wall: float, dense: dict, fast: str) -> None:
+        dtypes = {"relu_gram": fast, "nearest_rows": fast}
+        total_t = total_f = 0.0
+        print(f"{'pass':20s} {'calls':>5s} {'seconds':>8s} {'share':>6s} {'GFLOP/s':>8s}  dtype    ratio to dense")
+        for name, (calls, secs, flops) in self.stats.items():
+            if not calls:
+                continue
+            dt = dtypes.get(name, "float64")
+            rate = flops / secs
+            total_t += secs
+            total_f += flops
+            print(f"{name:20s} {calls:5d} {secs:8.1f} {secs / wall:6.1%} {rate / 1e9:8.1f}  {dt:8s} {rate / dense[dt]:.2f}")
+        print(f"{'all passes':20s} {'':5s} {total_t:8.1f} {total_t / wall:6.1%} {total_f / total_t / 1e9:8.1f}  "
+              f"         {total_f / total_t / dense['float64']:.2f} of dense float64 "
+              f"(rest of the {wall:.1f} s: lasso, cone projections, bookkeeping)")
 
 
 def first_within(times, objectives, target):
@@ -197,10 +261,13 @@ def main() -> None:
     print("\n## (b) exact solver")
     sync(device)
     t0 = time.perf_counter()
-    res = solve_dual(Yp, x, G, cfg.beta, tol=args.tol, time_limit=args.solver_cap, progress=True,
-                     dense_bytes=args.dense_bytes)
+    with PassProfile(device) as profile:
+        res = solve_dual(Yp, x, G, cfg.beta, tol=args.tol, time_limit=args.solver_cap, progress=True,
+                         dense_bytes=args.dense_bytes)
     sync(device)
     wall = time.perf_counter() - t0
+    print(f"\n## where the solver's {wall:.1f} s went (timed passes, matmul flops only)")
+    profile.report(wall, {"float32": fp32, "float64": fp64}, rates["fast"])
     net = res.to_primal(kernel_size=cfg.kernel_size)
     rebuilt = primal_objective(net, noisy, clean, cfg.beta)["objective"]
     print(f"solver: {wall:.1f} s, objective {res.objective:.8e}, rebuilt network (eq. 5) {rebuilt:.8e} "
