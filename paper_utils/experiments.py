@@ -100,7 +100,7 @@ class ExactDual:
     rebuilt_objective: float      # eq. (2) objective of the eq. (5) network, float64, on the training set
 
 
-def load_or_solve_exact(run: DenoiseRun, *, tol: float = 1e-4, time_limit: float | None = None,
+def load_or_solve_exact(run: DenoiseRun, *, tol: float = 1e-6, time_limit: float | None = None,
                         cache: Cache | None = None, progress: bool = False) -> ExactDual:
     """Solve ``run``'s sampled dual (eq. 4) exactly with a certificate, or load the cached solution.
 

@@ -54,7 +54,7 @@ class SolverComparison:
         return out
 
 
-def compare_solvers(run: DenoiseRun, *, tol: float = 1e-4, time_limit: float | None = None,
+def compare_solvers(run: DenoiseRun, *, tol: float = 1e-6, time_limit: float | None = None,
                     progress: bool = False) -> SolverComparison:
     """Solve ``run``'s sampled dual (same patterns ``G``, data and beta) exactly (or load the solution
     notebook 01 cached, :func:`paper_utils.experiments.load_or_solve_exact`) and collect all curves."""

@@ -336,3 +336,18 @@ def test_tilted_rays_hand_over_to_the_barrier_when_they_stall():
     assert phases.index("ray") < phases.index("tilt") < phases.index("ipm")
     assert res.lower_bound <= stalled.objective * (1 + 1e-12)
     assert res.objective <= stalled.objective
+
+
+def test_nearest_rows_match_a_full_sort():
+    """The streaming top-K (several chunks) equals sorting every row's distance to each g_i."""
+    from paper_utils.dual_solver import _Data
+
+    Y, x, G = _problem(3000, 6, 7, 11)
+    Y[5] = 0.0                                          # a zero row is never a constraint
+    data = _Data(torch.from_numpy(Y), torch.from_numpy(x), torch.from_numpy(G), torch.float64, 256)
+    got = data.nearest_rows(40)                        # 12 chunks of 256 rows
+    dist = (data.Yh @ data.Gh).abs()
+    dist[5] = math.inf
+    want = dist.argsort(dim=0)[:40].T
+    assert got.shape == (7, 40)
+    assert torch.equal(got.sort(dim=1).values, want.sort(dim=1).values)
