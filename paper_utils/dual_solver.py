@@ -276,15 +276,21 @@ class _Data:
         norms = torch.linalg.vector_norm(self.Y, dim=1, keepdim=True)
         self.nonzero = norms.squeeze(1) > 0
         self.Yh = torch.where(norms > 0, self.Y / norms.clamp_min(1e-300), 0.0)
-        if chunk_rows is None:
+        auto = chunk_rows is None
+        if auto:
             budget = (1 << 21) if self.device.type == "cpu" else (1 << 26)
             chunk_rows = int(min(max(256, budget // max(self.P, 1)), 65536))
         self.chunk = max(1, int(chunk_rows))
+        # Gram passes accumulate a (k, P) block per chunk: with P in the thousands, chunks of a few
+        # hundred rows make that accumulation (not the matmul) the cost, so they take >= 4096 rows
+        # (at P = 8,000 the float32 ray Gram ran > 10 min with 262-row chunks on 2 cores)
+        self.gram_chunk = min(max(self.chunk, 4096), max(self.M, 1)) if auto else self.chunk
         self.passes = 0
 
-    def chunks(self):
-        for s in range(0, self.M, self.chunk):
-            yield s, min(s + self.chunk, self.M)
+    def chunks(self, size: int | None = None):
+        size = size or self.chunk
+        for s in range(0, self.M, size):
+            yield s, min(s + size, self.M)
 
     # -- loss and gradient at v = w - z ----------------------------------------------------------
     def loss_grad(self, V: torch.Tensor, dtype: torch.dtype = F64):
@@ -329,8 +335,8 @@ class _Data:
         Y, Gh, x = self.Y.to(dt), self.Gh.to(dt), self.x.to(dt)
         Q = torch.zeros(P, P, dtype=F64, device=self.device)
         q = torch.zeros(P, dtype=F64, device=self.device)
-        buf = torch.empty(self.chunk, P, dtype=dt, device=self.device)
-        for s, e in self.chunks():
+        buf = torch.empty(self.gram_chunk, P, dtype=dt, device=self.device)
+        for s, e in self.chunks(self.gram_chunk):
             Fc = torch.mm(Y[s:e], Gh, out=buf[:e - s]).clamp_min_(0)
             Q += torch.mm(Fc.T, Fc).to(F64)
             q += torch.mv(Fc.T, x[s:e]).to(F64)
@@ -349,10 +355,10 @@ class _Data:
         AT = A.T.to(F64).contiguous()
         Qr = torch.zeros(k, P, dtype=F64, device=self.device)
         qr = torch.zeros(k, dtype=F64, device=self.device)
-        sgn = torch.empty(self.chunk, P, dtype=F64, device=self.device)
-        feat = torch.empty(self.chunk, P, dtype=F64, device=self.device)
+        sgn = torch.empty(self.gram_chunk, P, dtype=F64, device=self.device)
+        feat = torch.empty(self.gram_chunk, P, dtype=F64, device=self.device)
         every = k == P and bool((rows == torch.arange(P, device=self.device)).all())
-        for s, e in self.chunks():
+        for s, e in self.chunks(self.gram_chunk):
             Yc = self.Y[s:e]
             Fc = torch.mm(Yc, AT, out=feat[:e - s]).mul_(torch.mm(Yc, self.G, out=sgn[:e - s]).ge_(0))
             Fr = Fc if every else Fc[:, rows]
