@@ -1117,7 +1117,7 @@ def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state
 
 
 def _refine(data, ws, beta, c0, tol, max_iter, factor, state, assess, log, out_of_time, gap_now) -> str:
-    """Step 2: the barrier method from the best point so far, with cutting-plane rounds when the
+    """Step 3: the barrier method from the best point so far, with cutting-plane rounds when the
     working sets do not hold every row. Updates ``state``; returns the status sentence."""
     H, b = data.hessian()
     U = state["U"]
