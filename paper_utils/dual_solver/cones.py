@@ -1,0 +1,214 @@
+r"""Projections onto the polyhedral cones of eq. (4), and the certificate built from them.
+
+Certificate (Lagrangian dual of eq. (4)). With ``r = sum_i D_i Yp v_i - x`` the residual of any
+point and ``lam = -r / M``, for every ``t >= 0`` such that ``t c_j <= beta`` for all 2P blocks,
+
+.. math::
+    d_P \;\ge\; t\, \lambda^\top x - \tfrac{M}{2} t^2 \|\lambda\|^2,
+    \qquad c_j = \max_{w \in K_i, \|w\| \le 1} \pm \lambda^\top D_i Yp\, w = \| \Pi_{K_i}(\pm Yp^\top D_i \lambda) \|,
+
+(``+`` for the ``w_i``, ``-`` for the ``z_i`` blocks). ``Pi_K`` is the Euclidean projection onto
+the polyhedral cone, computed exactly by Lawson-Hanson on ``min_{mu >= 0} ||s + C^T mu||``, where
+``C`` holds the cone's constraint normals (a d-dimensional problem with at most d active
+constraints). A projection onto a cone with only some of the M constraints (a *working set*) is
+also valid, merely looser, since ``K_i`` is contained in it; constraints are added by scanning all M
+rows for the most violated one ("cutting planes") until the projection is exact. The reported
+``gap = (objective - lower_bound) / objective`` is therefore a certified relative optimality gap.
+Near the optimum it behaves like ``delta^2`` where ``1 + delta = max_j c_j / beta``: a
+residual-based certificate only closes on a *very* accurate point, which is what decided the algorithm.
+
+Algorithm (chosen from measurements on MNIST sigma = 0.5 patches, beta = 1e-5; CPU numbers from this
+project's shared 2-core machine, so wall times are approximate):
+
+Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .data import F64, _Data
+
+
+# ----------------------------------------------------------------------------------------------
+# projection onto polyhedral cones: batched Lawson-Hanson, and cutting planes over all rows
+# ----------------------------------------------------------------------------------------------
+def _nnls_project(C: torch.Tensor, valid: torch.Tensor, v: torch.Tensor, tol: float = 1e-13):
+    """Project ``v[b]`` (B, d) onto ``{w : C[b, k] . w >= 0 for valid k}`` (C (B, K, d), float64).
+
+    Lawson-Hanson on ``min_{mu >= 0} ||v + C^T mu||^2``; passive sets live in d slots (at most d
+    linearly independent active constraints). Returns the projection (B, d).
+    """
+    B, K, d = C.shape
+    dev, dt = C.device, C.dtype
+    if K == 0 or B == 0:
+        return v.clone()
+    ar = torch.arange(B, device=dev)
+    slots = torch.full((B, d), -1, dtype=torch.long, device=dev)
+    mu = torch.zeros(B, d, dtype=dt, device=dev)
+    scale = torch.linalg.vector_norm(v, dim=1).clamp_min(1e-300)
+    eye = torch.eye(d, dtype=dt, device=dev)
+    w = v.clone()
+
+    def gather(sl):
+        on = sl >= 0
+        return on, torch.where(on.unsqueeze(2), C[ar.unsqueeze(1), sl.clamp_min(0)], 0.0)
+
+    def lsq(sl):
+        on, Cp = gather(sl)
+        Qm = Cp @ Cp.transpose(1, 2) + torch.diag_embed((~on).to(dt)) + 1e-13 * eye
+        rhs = -(Cp @ v.unsqueeze(2)).squeeze(2)
+        return torch.linalg.solve(Qm, rhs) * on
+
+    for _ in range(4 * (K + d)):
+        cv = (C @ w.unsqueeze(2)).squeeze(2)                                       # (B, K)
+        passive = torch.zeros(B, K, dtype=torch.bool, device=dev)
+        on = slots >= 0
+        passive[ar.unsqueeze(1).expand(B, d)[on], slots[on]] = True
+        cv = torch.where(valid & ~passive, cv, math.inf)
+        m, j = cv.min(1)
+        act = (m < -tol * scale) & ~on.all(1)
+        if not bool(act.any()):
+            break
+        free = (~on).to(torch.int8).argmax(1)
+        slots[act, free[act]] = j[act]
+        for _inner in range(d + 1):
+            z = lsq(slots)
+            on = slots >= 0
+            neg = on & (z <= 0) & act.unsqueeze(1)
+            bad = neg.any(1)
+            mu = torch.where((act & ~bad).unsqueeze(1), z, mu)
+            if not bool(bad.any()):
+                break
+            ratio = torch.where(neg, mu / (mu - z), math.inf)
+            alpha = ratio.min(1).values.clamp(0, 1)
+            mu = torch.where(bad.unsqueeze(1), mu + alpha.unsqueeze(1) * (z - mu), mu)
+            drop = bad.unsqueeze(1) & on & (mu <= 1e-15 * scale.unsqueeze(1))
+            drop[bad, ratio.argmin(1)[bad]] = True
+            slots = torch.where(drop, -1, slots)
+            mu = torch.where(drop, 0.0, mu)
+            act = bad
+        _, Cp = gather(slots)
+        w = v + (mu.unsqueeze(1) @ Cp).squeeze(1)
+    return w
+
+
+class _WorkingSets:
+    """Per block (2P blocks) a set of at most K unit constraint normals, float64.
+
+    ``exact``: the set holds every non-zero row (small M), so no cutting planes are needed.
+    """
+
+    def __init__(self, data: _Data, K: int, exact_rows: int):
+        P, d, dev = data.P, data.d, data.device
+        nz = data.nonzero.nonzero().squeeze(1)
+        self.exact = nz.numel() <= exact_rows
+        if self.exact:
+            rows = nz.unsqueeze(0).expand(P, -1)
+        else:
+            rows = data.nearest_rows(min(K, nz.numel()))
+        pat = torch.arange(P, device=dev).unsqueeze(1).expand_as(rows)
+        normals = data.rows_normals(rows, pat[:, 0])                               # (P, K, d)
+        self.C = torch.cat([normals, normals]).contiguous()
+        self.rows = torch.cat([rows, rows]).contiguous()
+        self.valid = torch.ones(self.C.shape[:2], dtype=torch.bool, device=dev)
+        self.P = P
+
+    def copy(self) -> "_WorkingSets":
+        new = object.__new__(_WorkingSets)
+        new.exact, new.P = self.exact, self.P
+        new.C, new.rows, new.valid = self.C.clone(), self.rows.clone(), self.valid.clone()
+        return new
+
+    def add(self, data: _Data, blocks: torch.Tensor, rows: torch.Tensor, U: torch.Tensor) -> None:
+        """Put row ``rows[k]`` into block ``blocks[k]``: into an empty slot, or over the constraint with
+        the largest slack at ``U`` (the least likely to be active)."""
+        if blocks.numel() == 0:
+            return
+        normals = data.rows_normals(rows, blocks % self.P)
+        present = (self.rows[blocks] == rows.unsqueeze(1)) & self.valid[blocks]
+        keep = ~present.any(1)
+        blocks, rows, normals = blocks[keep], rows[keep], normals[keep]
+        if blocks.numel() == 0:
+            return
+        slack = (self.C[blocks] @ U[blocks].unsqueeze(2)).squeeze(2)
+        slack = torch.where(self.valid[blocks], slack, math.inf)
+        slot = slack.argmax(1)
+        self.C[blocks, slot] = normals
+        self.rows[blocks, slot] = rows
+        self.valid[blocks, slot] = True
+
+
+def _project_cones(data: _Data, ws: _WorkingSets, V: torch.Tensor, blocks: torch.Tensor | None = None,
+                   max_rounds: int = 60, rel_tol: float = 1e-9) -> tuple[torch.Tensor, bool]:
+    """Project each row of ``V`` onto its full cone ``K_i``: ``V`` (2P, d) holds every block, or
+    ``V`` (b, d) the blocks listed in ``blocks`` (b,).
+
+    Lawson-Hanson on the working set, then a pass over all M rows; violated rows join the working
+    set (cutting planes) and only the blocks that were violated are projected and checked again,
+    until none is left. Returns (projection, exact). When ``exact`` is False the unfinished blocks
+    hold the projection onto their working-set cone, a superset of ``K_i`` (a valid upper bound for
+    the certificate, not a feasible point).
+    """
+    if blocks is None:
+        blocks = torch.arange(V.shape[0], device=V.device)
+    Wp = _nnls_project(ws.C[blocks], ws.valid[blocks], V)
+    if ws.exact or blocks.numel() == 0:
+        return Wp, True
+    Vn = torch.linalg.vector_norm(V, dim=1)
+    todo = torch.arange(V.shape[0], device=V.device)              # positions in ``blocks``
+    for _ in range(max_rounds):
+        val, arg = data.most_violated(Wp[todo], blocks[todo])
+        # violations at the rounding level of Lawson-Hanson on nearly parallel normals are accepted
+        bad = val < -rel_tol * Vn[todo] - 1e-300
+        if not bool(bad.any()):
+            return Wp, True
+        todo = todo[bad]
+        full = torch.zeros(2 * ws.P, V.shape[1], dtype=V.dtype, device=V.device)
+        full[blocks[todo]] = Wp[todo]
+        ws.add(data, blocks[todo], arg[bad], full)
+        Wp[todo] = _nnls_project(ws.C[blocks[todo]], ws.valid[blocks[todo]], V[todo])
+    return Wp, False
+
+
+# ----------------------------------------------------------------------------------------------
+# certificate
+# ----------------------------------------------------------------------------------------------
+def _certificate(data: _Data, ws: _WorkingSets, beta: float, sq: float, rx: float, grad: torch.Tensor,
+                 max_rounds: int = 40, rel_tol: float = 1e-9):
+    """Lower bound on eq. (4) from the residual: ``lam = -r/M``; returns (lower_bound, max_j c_j / beta,
+    the upper bounds on every c_j).
+
+    ``c_j <= ||Pi_{K_ws}(s_j)||`` for any working set; only the blocks whose bound can set the
+    maximum are made exact by cutting planes (their violated rows join the working sets).
+    """
+    M = data.M
+    s = torch.cat([-grad, grad])                       # A_j^T lam: w-blocks then z-blocks
+    Vn = torch.linalg.vector_norm(s, dim=1)
+    bound = torch.linalg.vector_norm(_nnls_project(ws.C, ws.valid, s), dim=1)
+    exact = torch.full_like(bound, ws.exact, dtype=torch.bool)
+    for _ in range(max_rounds):
+        cmax = float(bound.max())
+        crit = (~exact & (bound >= cmax * (1 - 1e-7))).nonzero().squeeze(1)
+        if crit.numel() == 0:
+            break
+        Wp = _nnls_project(ws.C[crit], ws.valid[crit], s[crit])
+        val, arg = data.most_violated(Wp, crit)
+        bad = val < -rel_tol * Vn[crit] - 1e-300
+        exact[crit[~bad]] = True
+        if bool(bad.any()):
+            blk = crit[bad]
+            full = torch.zeros(s.shape, dtype=F64, device=s.device)
+            full[blk] = Wp[bad]
+            ws.add(data, blk, arg[bad], full)
+            bound[blk] = torch.linalg.vector_norm(_nnls_project(ws.C[blk], ws.valid[blk], s[blk]), dim=1)
+    c = float(bound.max())
+    a = -rx / M                                        # lam^T x
+    b = sq / M                                         # M ||lam||^2
+    t = a / b if b > 0 else 0.0
+    if c > 0:
+        t = min(t, beta / c)
+    t = max(t, 0.0)
+    return t * a - 0.5 * t * t * b, (c / beta if beta > 0 else math.inf), bound

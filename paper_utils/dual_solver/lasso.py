@@ -1,0 +1,123 @@
+r"""Step 1 of :func:`paper_utils.dual_solver.solve_dual`: the ray lasso, solved exactly.
+
+Algorithm (chosen from measurements on MNIST sigma = 0.5 patches, beta = 1e-5; CPU numbers from this
+project's shared 2-core machine, so wall times are approximate):
+
+
+1. *Ray lasso.* Restricting every block to its generator's ray, ``w_i = a_i g_i / ||g_i||``,
+   ``z_i = c_i g_i / ||g_i||`` (``g_i`` lies in ``K_i``, so the point is feasible by construction),
+   turns eq. (4) into a lasso over the P ReLU features ``(Yp g_i)_+``. Its P x P Gram matrix costs
+   ``2 M P^2`` flops in one matmul-bound pass, and the lasso is solved exactly (active-set Newton
+   steps with a feature-sign line search). The cones ``K_i`` are cells of the arrangement of the M
+   patch hyperplanes, thin cones around ``g_i`` (measured angular radius ~0.03 rad at M = 784,
+   shrinking with M), so the restriction loses less and less. Excess of the ray point over ``d_P``:
+   1.4 at M = 784 (P = 30), 0.14 at 3,136 (P = 100), 2.3e-3 at 15,680 (P = 300), 2.7e-4 at 78,400
+   (P = 300), 2.6e-5 at 470,400 (P = 2,000, ``cpu`` scale). Its certificate is looser than that
+   (gap 3.1e-4 at ``cpu`` scale): the ray point's residual violates the dual constraints of the
+   full cones by ``max_j c_j / beta = 1.0116``, because the optimum tilts the directions.
+
+Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .data import F64
+
+
+# ----------------------------------------------------------------------------------------------
+# step 1: the ray lasso, solved exactly
+# ----------------------------------------------------------------------------------------------
+def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
+           max_rounds: int = 2000) -> torch.Tensor:
+    """``argmin_theta 1/2 theta^T Q theta - q^T theta + lam ||theta||_1`` (float64, exact).
+
+    FISTA for a start, then active-set Newton steps: the support and signs predicted by one
+    coordinate-wise prox step (a primal-dual active-set step), the Newton point of that sign pattern
+    (a Cholesky solve on the support), accepted when it lowers the objective, else an exact line
+    search over the zero crossings on the way to it (feature-sign search, Lee et al. NIPS 2006).
+    Monotone; stops on the exact KKT conditions. Measured at P = 2,000 (MNIST rays): 75 solves, 9 s
+    on one core, against 358 solves for plain feature-sign search.
+    """
+    P = Q.shape[0]
+    dev = Q.device
+    L = float(torch.linalg.eigvalsh(Q)[-1])
+    if L <= 0:
+        return torch.zeros(P, dtype=F64, device=dev)
+    y = torch.zeros(P, dtype=F64, device=dev)
+    prev, t_k = y.clone(), 1.0
+    for _ in range(fista_iters):
+        u = y - (Q @ y - q) / L
+        new = torch.sign(u) * (u.abs() - lam / L).clamp_min(0)
+        t_n = (1 + math.sqrt(1 + 4 * t_k * t_k)) / 2
+        y = new + (t_k - 1) / t_n * (new - prev)
+        prev, t_k = new, t_n
+    theta = prev
+    dq = torch.diagonal(Q).clamp_min(1e-300)
+    scale = max(float(q.abs().max()), lam, 1e-300)
+    ridge = 1e-15 * float(dq.max())
+
+    def f(th):
+        return float(0.5 * (th @ (Q @ th)) - q @ th + lam * th.abs().sum())
+
+    def newton_point(A, s):
+        idx = A.nonzero().squeeze(1)
+        target = torch.zeros_like(theta)
+        if idx.numel():
+            QA = Q[idx][:, idx]
+            QA.diagonal().add_(ridge)
+            Lc, info = torch.linalg.cholesky_ex(QA)
+            rhs = (q[idx] - lam * s[idx]).unsqueeze(1)
+            sol = torch.cholesky_solve(rhs, Lc) if int(info) == 0 else torch.linalg.lstsq(QA, rhs).solution
+            target[idx] = sol.squeeze(1)
+        return target
+
+    fs_mode = False
+    for _ in range(max_rounds):
+        g = Q @ theta - q
+        active = theta != 0
+        viol = ~active & (g.abs() > lam * (1 + 1e-11))
+        stat = float((g + lam * torch.sign(theta))[active].abs().max()) if bool(active.any()) else 0.0
+        if not bool(viol.any()) and stat <= 1e-10 * scale:
+            break
+        if fs_mode:                                    # feature-sign: support, signs, and the violators
+            s = torch.sign(theta)
+            s[viol] = -torch.sign(g[viol])
+            A = active | viol
+        else:                                          # primal-dual active-set prediction
+            u = theta - g / dq
+            A = u.abs() > lam / dq
+            s = torch.sign(u)
+        target = newton_point(A, s)
+        f0 = f(theta)
+        if f(target) < f0:
+            theta, fs_mode = target, False
+            continue
+        dlt = target - theta
+        cross = (theta != 0) & (torch.sign(theta + dlt) != torch.sign(theta))
+        steps = torch.cat([-theta[cross] / dlt[cross], torch.ones(1, dtype=F64, device=dev)]).clamp(0, 1)
+        gd, dQd = float(g @ dlt), float(dlt @ (Q @ dlt))
+        vals = steps * gd + 0.5 * steps * steps * dQd \
+            + lam * ((theta.unsqueeze(0) + steps.unsqueeze(1) * dlt.unsqueeze(0)).abs().sum(1) - theta.abs().sum())
+        k = int(vals.argmin())
+        if float(vals[k]) >= 0:                        # no decrease along this direction
+            if fs_mode:
+                break
+            fs_mode = True
+            continue
+        new = theta + float(steps[k]) * dlt
+        if k < int(cross.sum()):                       # stopped at a zero crossing: make it exact
+            new[cross.nonzero().squeeze(1)[k]] = 0.0
+        theta = new
+    return theta
+
+
+
+
+def _blocks(theta: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """The point (2P, d) of the signed amplitudes ``theta`` (P,) along unit directions ``dirs`` (P, d):
+    ``w_i = theta_i+ a_i``, ``z_i = theta_i- a_i``."""
+    return torch.cat([theta.clamp_min(0).unsqueeze(1) * dirs, (-theta).clamp_min(0).unsqueeze(1) * dirs])
