@@ -8,7 +8,8 @@ DEVICE ?= auto
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+REQS := requirements.txt requirements-lib.txt requirements-mri.txt
+REQ_HASH := $(shell cat $(REQS) pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMP_NUM_THREADS ?= 2
@@ -18,7 +19,7 @@ export PYTHONHASHSEED := 0
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): $(REQS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -37,9 +38,13 @@ figures: venv data
 test: venv data
 	$(PY) -m pytest -q tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
+# As root (a container, say) Jupyter refuses to start without --allow-root. LAB_ARGS adds options,
+# e.g. make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8899".
+LAB_ARGS ?=
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: venv data
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
 
 bench: venv data
 	$(PY) benchmarks/bench_dual_epoch.py
