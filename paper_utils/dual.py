@@ -334,4 +334,4 @@ def dual_to_primal(W: torch.Tensor, Z: torch.Tensor, kernel_size: int, channels:
         U.append(weights[keep] / root.unsqueeze(1))
         v.append(sign * root)
     return PrimalNet.from_patch_weights(torch.cat(U), torch.cat(v), kernel_size, channels, residual=residual)
-from .dual_solver import DualSolution, solve_dual  # noqa: E402,F401  (re-export: the public contract)
+from .dual_solver import DualSolution, GlobalSolution, solve_dual, solve_global  # noqa: E402,F401  (re-export: the public contract)

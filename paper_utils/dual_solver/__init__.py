@@ -15,8 +15,9 @@ Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w
 
 from .cones import _nnls_project
 from .data import _Data
+from .generation import GlobalSolution, solve_global
 from .lasso import _lasso
 from .result import DualSolution
 from .solve import solve_dual
 
-__all__ = ["DualSolution", "solve_dual"]
+__all__ = ["DualSolution", "GlobalSolution", "solve_dual", "solve_global"]
