@@ -173,7 +173,7 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
             print(f"[solve_global {time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
 
     rounds, best_lb, W0, Z0 = [], -math.inf, None, None
-    stop, certified, sol = "", False, None
+    stop, certified, sol, tightened = "", False, None, 0
     for rnd in range(int(max_rounds) + 1):
         sol = solve_dual(Y, x, G, beta, tol=solve_tol, W0=W0, Z0=Z0, device=device)
         r = sol.predict_patches(Y) - x
@@ -181,7 +181,7 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
         a, b = float(lam @ x), float(r @ r) / M
         # proven upper bound on max_u c(u), and the search
         if cells is not None:
-            C, c_cells, side = exact_max_violation(Y, lam, cells)
+            C, c_cells, _ = exact_max_violation(Y, lam, cells)
         else:
             C = violation_bound(Y, lam)
         best_lb = max(best_lb, full_lower_bound(a, b, beta, C))
@@ -221,6 +221,13 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
             if len(new) == add_per_round:
                 break
         if not new:
+            if tightened < 2 and rnd < int(max_rounds):
+                # the violations are on patterns already present: the sampled solve is not accurate
+                # enough for the certificate; solve it again more tightly (warm started)
+                tightened, solve_tol = tightened + 1, solve_tol / 100
+                W0, Z0 = sol.W.to(F64), sol.Z.to(F64)
+                rec["note"] = f"re-solved with solve_tol {solve_tol:.0e}"
+                continue
             stop = (f"every violating direction found (best {best / beta:.6f} beta) is a pattern already present "
                     f"(the sampled solve's tolerance); proven gap {gap:.2e}")
             break
