@@ -1,0 +1,336 @@
+r"""The primal network trained to convergence: the "optimum" basis of the claims (DESIGN.md section 9).
+
+The paper trains the non-convex network of eq. (2) with Adam for a fixed budget. Whether non-convex
+training *reaches* the convex optimum (Theorem 1) is a separate question, and it can only be asked of
+a network trained until it stops improving. :func:`converge_primal` minimises, in the patch form of
+eq. (3),
+
+.. math::
+    p(U, v) = \frac{1}{2M} \big\| (Yp\, U^\top)_+ v - x \big\|_2^2
+              + \frac{\beta}{2} \left( \|U\|_F^2 + \|v\|_2^2 \right),
+
+``Yp`` (M, d) the patch matrix, ``x`` (M,) the targets (``X``, or ``X - Y`` for the residual network of
+eq. 6), ``U`` (m, d) the first-layer filters and ``v`` (m,) the second layer: exactly the objective of
+:func:`paper_utils.primal.primal_objective` (same normalisation: loss averaged over pixels, ``beta`` not).
+
+Schedule (a "training that really converges", issue 12):
+
+1. *Adam with learning-rate decay*: ``adam_epochs`` epochs of minibatch Adam (the paper's learning rate
+   and batch size), the rate decaying by cosine annealing to 1% of its start, so the iterate settles.
+2. *Full-batch L-BFGS* (SciPy's L-BFGS-B, float64 objective and gradient computed in row chunks), until
+   the **stopping rule** holds: the objective decreased by less than ``rel_tol`` (relative) over the last
+   ``window`` iterations *and* the gradient's Euclidean norm is at most ``grad_tol`` (absolute, in
+   objective units per unit weight; the default ``1e-7`` is 1% of the weight-decay gradient of a
+   unit-norm filter at ``beta = 1e-5``). When the budget (``max_iter`` or ``time_limit``) ends first,
+   or the line search can make no further progress, the result says so (``converged = False`` and
+   ``stop_reason``): a budget stop is never reported as convergence.
+
+A converged primal is a *local* solution. Its objective against the certified optimum ``d_P`` of
+the sampled dual (:func:`paper_utils.dual.solve_dual`) is the test: Theorem 1 gives ``p* = d <= d_P``,
+so a primal far above ``d_P`` is stuck (a poor local minimum or saddle), and a primal below ``d_P``
+uses sign patterns the sample lacks.
+
+Letter key: M patches (output pixels), d = C k k patch dimension, m hidden filters, N images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cache import Cache
+from .config import DenoiseConfig
+from .data import DenoisingSet
+from .patches import extract_patches
+from .primal import PrimalNet, primal_objective
+
+#: rows of ``Yp`` per chunk: (chunk, m) blocks of a few MB
+CHUNK_ROWS = 8192
+#: bump when a change alters converged networks, so stale cache entries are not reused
+CONVERGENCE_CODE_VERSION = "1"
+
+
+def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch.Tensor, beta: float, *,
+                    grad: bool = False, chunk_rows: int = CHUNK_ROWS, compute_dtype: torch.dtype | None = None):
+    """The objective of eq. (2) in patch form, and optionally its gradient, in row chunks.
+
+    Args:
+        Yp: patch matrix (M, d).
+        x: targets (M,).
+        U: first-layer filters (m, d).
+        v: second-layer weights (m,).
+        beta: weight decay (not averaged over samples).
+        grad: also return the gradients ``(gU (m, d), gv (m,))``.
+        compute_dtype: dtype of the chunk products (default float32: memory-bound (c, m) blocks at half
+            the traffic); sums over chunks and the regulariser are accumulated in float64.
+
+    Returns:
+        ``(objective, loss)`` as Python floats, plus ``(gU, gv)`` (dtype of ``U``) when ``grad``.
+    """
+    if Yp.ndim != 2 or x.shape != (Yp.shape[0],) or U.ndim != 2 or U.shape[1] != Yp.shape[1] or v.shape != (U.shape[0],):
+        raise ValueError(f"need Yp (M, d), x (M,), U (m, d), v (m,); got {tuple(Yp.shape)}, {tuple(x.shape)}, "
+                         f"{tuple(U.shape)}, {tuple(v.shape)}")
+    M = Yp.shape[0]
+    work = torch.float32 if compute_dtype is None else compute_dtype
+    Uw, vw = U.to(work), v.to(work)
+    sq = torch.zeros((), dtype=torch.float64, device=U.device)
+    gU = torch.zeros(U.shape, dtype=torch.float64, device=U.device) if grad else None
+    gv = torch.zeros(v.shape, dtype=torch.float64, device=U.device) if grad else None
+    for start in range(0, M, chunk_rows):
+        Yc = Yp[start:start + chunk_rows].to(work)
+        H = Yc @ Uw.T                                   # (c, m) pre-activations
+        A = H.clamp_min(0)
+        r = A @ vw - x[start:start + chunk_rows].to(work)
+        sq += (r.double() @ r.double())
+        if grad:
+            gv += (A.T @ r).double()
+            # dp/du_j = v_j sum_{i: h_ij > 0} r_i y_i: one (m, c) x (c, d) product, no (c, m) outer product
+            gU += ((H > 0).to(work).T @ (r[:, None] * Yc)).double()
+    loss = sq / (2 * M)
+    reg = 0.5 * beta * (U.double().pow(2).sum() + v.double().pow(2).sum())
+    out = (float(loss + reg), float(loss))
+    if grad:
+        gU = (gU * v.double()[:, None] / M + beta * U.double()).to(U.dtype)
+        gv = (gv / M + beta * v.double()).to(v.dtype)
+        return out + (gU, gv)
+    return out
+
+
+@dataclass
+class ConvergedPrimal:
+    """A primal network of eq. (2) trained by :func:`converge_primal`.
+
+    Attributes:
+        U: first-layer filters (m, d), float32, CPU.
+        v: second-layer weights (m,).
+        objective: final eq. (2) training objective (float64 evaluation).
+        loss: its data term ``1/(2M) ||f - x||^2``.
+        grad_norm: Euclidean norm of the gradient at the end.
+        converged: True when the stopping rule held (never for a budget stop).
+        stop_reason: why it stopped, in words.
+        init_seed: seed of the Kaiming-uniform initialisation (``None``: started from a given network).
+        history: per phase: ``phase`` ("adam" / "lbfgs"), ``step`` (epoch or iteration), ``objective``,
+            ``seconds`` (wall time since the start).
+        seconds: wall time of the whole run.
+        test_loss: test loss of the final network (when a test set was given).
+    """
+
+    U: torch.Tensor
+    v: torch.Tensor
+    objective: float
+    loss: float
+    grad_norm: float
+    converged: bool
+    stop_reason: str
+    init_seed: int | None
+    history: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    test_loss: float | None = None
+
+    def to_primal(self, kernel_size: int, channels: int = 1, *, residual: bool = False) -> PrimalNet:
+        """The :class:`paper_utils.primal.PrimalNet` with these weights."""
+        return PrimalNet.from_patch_weights(self.U, self.v, kernel_size, channels, residual=residual)
+
+    def as_dict(self) -> dict:
+        return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConvergedPrimal":
+        return cls(**d)
+
+
+def kaiming_init(n_filters: int, d: int, *, seed: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``U`` (m, d) and ``v`` (m,) drawn like :class:`paper_utils.primal.PrimalNet` (Kaiming uniform)."""
+    net = PrimalNet(n_filters, int(round(math.sqrt(d))), generator=torch.Generator().manual_seed(seed))
+    U, v = net.patch_weights()
+    return U.to(dtype), v.to(dtype)
+
+
+def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters: int | None = None,
+                    init_seed: int | None = 0, U0: torch.Tensor | None = None, v0: torch.Tensor | None = None,
+                    adam_epochs: int = 20, lr: float = 1e-3, batch_size: int = 25, rows_per_image: int = 784,
+                    lbfgs_max_iter: int = 2000,
+                    rel_tol: float = 1e-6, grad_tol: float = 1e-7, window: int = 10, time_limit: float | None = None,
+                    progress: bool = True) -> ConvergedPrimal:
+    """Train the primal network of eq. (2) (patch form, eq. 3) until the stopping rule holds.
+
+    Args:
+        Yp: patch matrix (M, d) of the training images (the device of ``Yp`` is used).
+        x: targets (M,).
+        beta: weight decay.
+        n_filters: m, for a random start (ignored when ``U0``/``v0`` are given).
+        init_seed: seed of the Kaiming-uniform start (paper App. B); the minibatch order uses it too.
+        U0, v0: start from these weights instead (e.g. the paper's Adam-trained network).
+        adam_epochs: epochs of minibatch Adam with cosine decay before L-BFGS (0: L-BFGS only).
+        lr: Adam's initial learning rate (paper: 1e-3 for Figure 2).
+        batch_size: images per Adam step (paper: 25), drawn at random each epoch.
+        rows_per_image: patch rows of one image (h w; 784 for MNIST): ``Yp`` holds the images' rows in order.
+        lbfgs_max_iter: L-BFGS iteration budget.
+        rel_tol, grad_tol, window: the stopping rule (module docstring).
+        time_limit: wall-clock budget in seconds for the whole run (``None``: no limit).
+
+    Returns:
+        :class:`ConvergedPrimal`.
+    """
+    if (U0 is None) != (v0 is None):
+        raise ValueError("give both U0 and v0, or neither")
+    if U0 is None and n_filters is None:
+        raise ValueError("give n_filters (random start) or U0, v0")
+    if Yp.ndim != 2 or x.shape != (Yp.shape[0],):
+        raise ValueError(f"need Yp (M, d) and x (M,), got {tuple(Yp.shape)} and {tuple(x.shape)}")
+    dev, M, d = Yp.device, Yp.shape[0], Yp.shape[1]
+    if M % rows_per_image:
+        raise ValueError(f"Yp has {M} rows, not a multiple of rows_per_image = {rows_per_image}")
+    random_start = U0 is None
+    if U0 is None:
+        U0, v0 = kaiming_init(n_filters, d, seed=init_seed)
+    start = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - start  # noqa: E731
+    hist = {"phase": [], "step": [], "objective": [], "seconds": []}
+
+    def log(phase, step, obj):
+        hist["phase"].append(phase); hist["step"].append(step); hist["objective"].append(obj)
+        hist["seconds"].append(elapsed())
+
+    U = U0.detach().to(dev, torch.float32).clone().requires_grad_(True)
+    v = v0.detach().to(dev, torch.float32).clone().requires_grad_(True)
+    log("adam", 0, patch_objective(Yp, x, U.detach().double(), v.detach().double(), beta)[0])
+    stop_reason = None
+    if adam_epochs > 0:
+        opt = torch.optim.Adam([U, v], lr=lr)
+        n_images = M // rows_per_image
+        Y_img, x_img = Yp.reshape(n_images, rows_per_image, d), x.reshape(n_images, rows_per_image)
+        n_batches = math.ceil(n_images / batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=adam_epochs * n_batches, eta_min=0.01 * lr)
+        gen = torch.Generator().manual_seed(0 if init_seed is None else init_seed)
+        bar = tqdm(range(1, adam_epochs + 1), desc="primal Adam (cosine decay)", disable=not progress, leave=False)
+        for epoch in bar:
+            for idx in torch.randperm(n_images, generator=gen).split(batch_size):
+                idx = idx.to(dev)
+                Yb, xb = Y_img[idx].reshape(-1, d), x_img[idx].reshape(-1)
+                r = (Yb @ U.T).clamp_min(0) @ v - xb
+                obj = 0.5 * r.pow(2).mean() + 0.5 * beta * (U.pow(2).sum() + v.pow(2).sum())
+                opt.zero_grad(set_to_none=True)
+                obj.backward()
+                opt.step(); sched.step()
+            full = patch_objective(Yp, x, U.detach().double(), v.detach().double(), beta)[0]
+            if not math.isfinite(full):
+                raise RuntimeError(f"primal objective became {full} in Adam epoch {epoch}; lower the learning rate")
+            log("adam", epoch, full)
+            bar.set_postfix(objective=f"{full:.6g}")
+            if time_limit is not None and elapsed() > time_limit:
+                stop_reason = f"time limit {time_limit:g} s reached during Adam (epoch {epoch})"
+                break
+
+    m = U.shape[0]
+
+    def unpack(theta: np.ndarray):
+        t = torch.from_numpy(theta).to(dev)
+        return t[:m * d].reshape(m, d), t[m * d:]
+
+    recent: deque = deque(maxlen=window + 1)
+    state = {"obj": None, "grad_norm": None, "theta": None, "converged": False}
+
+    def fun(theta):
+        Ut, vt = unpack(theta)
+        obj, _, gU, gv = patch_objective(Yp, x, Ut, vt, beta, grad=True)
+        g = torch.cat([gU.reshape(-1), gv]).cpu().numpy()
+        return obj, g
+
+    class _Stop(Exception):
+        pass
+
+    def callback(intermediate_result):
+        theta = intermediate_result.x
+        obj, g = fun(theta)   # evaluated again: cheap next to the line search, and exact for this iterate
+        state.update(obj=obj, grad_norm=float(np.linalg.norm(g)), theta=theta.copy())
+        recent.append(obj)
+        log("lbfgs", len(hist["phase"]), obj)
+        if bar2 is not None:
+            bar2.update(1); bar2.set_postfix(objective=f"{obj:.8g}", grad=f"{state['grad_norm']:.1e}")
+        if len(recent) > window and (recent[0] - recent[-1]) <= rel_tol * abs(recent[-1]) \
+                and state["grad_norm"] <= grad_tol:
+            state["converged"] = True
+            raise _Stop
+        if time_limit is not None and elapsed() > time_limit:
+            raise _Stop
+
+    theta0 = torch.cat([U.detach().reshape(-1), v.detach()]).double().cpu().numpy()
+    state["theta"] = theta0
+    lbfgs_message = ""
+    bar2 = None
+    if stop_reason is None and lbfgs_max_iter > 0:
+        from scipy.optimize import minimize
+
+        bar2 = tqdm(total=lbfgs_max_iter, desc="primal L-BFGS (full batch, float64)", disable=not progress,
+                    leave=False)
+        try:
+            res = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=callback,
+                           options={"maxiter": lbfgs_max_iter, "maxcor": 20, "ftol": 0.0, "gtol": 0.0,
+                                    "maxfun": 4 * lbfgs_max_iter})
+            state["theta"] = res.x
+            lbfgs_message = str(res.message)
+        except _Stop:
+            pass
+        bar2.close()
+    Ut, vt = unpack(state["theta"])
+    obj, loss, gU, gv = patch_objective(Yp, x, Ut, vt, beta, grad=True)
+    gnorm = float(torch.cat([gU.reshape(-1), gv]).norm())
+    if state["converged"]:
+        stop_reason = (f"stopping rule met: objective change over {window} L-BFGS iterations <= {rel_tol:g} "
+                       f"(relative) and gradient norm {gnorm:.2e} <= {grad_tol:g}")
+    elif stop_reason is None:
+        if time_limit is not None and elapsed() > time_limit:
+            stop_reason = f"time limit {time_limit:g} s reached (gradient norm {gnorm:.2e}); NOT converged by the rule"
+        else:
+            stop_reason = (f"L-BFGS stopped ({lbfgs_message or 'iteration budget'}; gradient norm {gnorm:.2e}) "
+                           "before the stopping rule held; NOT converged by the rule")
+    return ConvergedPrimal(U=Ut.float().cpu(), v=vt.float().cpu(), objective=obj, loss=loss, grad_norm=gnorm,
+                           converged=bool(state["converged"]), stop_reason=stop_reason,
+                           init_seed=init_seed if random_start else None,
+                           history=hist, seconds=elapsed())
+
+
+def load_or_converge_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet | None = None, *,
+                            init_seed: int, device: torch.device | str = "cpu", start: PrimalNet | None = None,
+                            adam_epochs: int = 20, lbfgs_max_iter: int = 2000, time_limit: float | None = None,
+                            rel_tol: float = 1e-6, grad_tol: float = 1e-7, cache: Cache | None = None,
+                            progress: bool = True) -> ConvergedPrimal:
+    """The converged primal (m = ``cfg.n_filters``) of ``cfg``'s data, from the cache or computed and cached.
+
+    ``start`` (optional) is a network to start from instead of a fresh Kaiming-uniform draw with
+    ``init_seed`` (e.g. the paper's Adam-trained primal of the same initialisation seed, which saves its
+    epochs); the cache key records which. Cached under ``converged/`` by the configuration key, the
+    initialisation, the schedule and the stopping rule (atomic, verified: :class:`paper_utils.cache.Cache`).
+    """
+    cache = cache or Cache()
+    origin = "start" if start is not None else "kaiming"
+    name = (f"{cfg.label()}-{cfg.key()}-init{init_seed}{origin}-a{adam_epochs}-l{lbfgs_max_iter}"
+            f"-t{time_limit if time_limit is not None else 'inf'}-r{rel_tol:g}-g{grad_tol:g}-v{CONVERGENCE_CODE_VERSION}")
+    payload = cache.load("converged", name)
+    if payload is not None:
+        return ConvergedPrimal.from_dict(payload["result"])
+    dev = torch.device(device)
+    k = cfg.kernel_size
+    Yp = extract_patches(train.noisy, k).to(dev)
+    target = train.clean - train.noisy if cfg.residual else train.clean
+    x = target.reshape(-1).to(dev)
+    U0 = v0 = None
+    if start is not None:
+        U0, v0 = start.patch_weights()
+    hw = train.noisy.shape[-1] * train.noisy.shape[-2]
+    result = converge_primal(Yp, x, cfg.beta, n_filters=cfg.n_filters, init_seed=init_seed, U0=U0, v0=v0,
+                             adam_epochs=adam_epochs, lr=cfg.lr_primal, batch_size=cfg.batch_size, rows_per_image=hw,
+                             lbfgs_max_iter=lbfgs_max_iter, rel_tol=rel_tol, grad_tol=grad_tol,
+                             time_limit=time_limit, progress=progress)
+    if test is not None:
+        net = result.to_primal(k, residual=cfg.residual).to(dev)
+        result.test_loss = primal_objective(net, test.noisy.to(dev), test.clean.to(dev), cfg.beta)["loss"]
+    cache.save("converged", name, {"config": cfg.as_dict(), "result": result.as_dict()})
+    return result
