@@ -269,7 +269,7 @@ def test_dataset_is_deterministic_cached_and_rebuilt_when_corrupt(tmp_path, monk
         raise AssertionError("recomputed instead of loading the cache")
 
     with monkeypatch.context() as m:
-        m.setattr(mri, "estimate_maps_jsense", _fail)
+        m.setattr(mri.build, "estimate_maps_jsense", _fail)
         b = mri.load_mri_dataset(4, seed=0, cache_dir=tmp_path / "c1", **kw)
     assert b.from_cache and b.cache_path == a.cache_path
     assert torch.equal(a.train_input, b.train_input) and torch.equal(a.test_target_complex, b.test_target_complex)

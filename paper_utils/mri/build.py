@@ -1,0 +1,185 @@
+"""Building the data set: one pass over the slices (simulate or read k-space, JSENSE, masks, SENSE)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .constants import ACCEL_REL_TOL, CALIB_SIZE, IMAGE_SIZE, JSENSE_KWARGS, MRI_CODE_VERSION, N_COILS
+from .constants import FASTMRI_SOURCE_LABEL, SIMULATED_SOURCE_LABEL
+from .fastmri import load_fastmri_kspace
+from .masks import calibration_slices, poisson_mask
+from .sense import estimate_maps_jsense, sense_adjoint, sense_combine
+from .simulation import simulate_multicoil_kspace
+from .sources import SIMULATED_SUBJECTS, MagnitudeSlice, load_magnitude_slices
+
+_SPLIT_IDS = {"train": 0, "test": 1}
+
+
+def _select(pool_size: int, n: int | None, allow_augment: bool, what: str) -> list[tuple[int, int]]:
+    """(pool index, draw) pairs: all slices, an evenly spaced subset, or augmented passes."""
+    if n is None:
+        return [(i, 0) for i in range(pool_size)]
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{what} must be a positive int or None, got {n!r}")
+    if pool_size == 0:
+        raise ValueError(f"no {what.split('_')[1]} slices available")
+    if n > pool_size and not allow_augment:
+        raise ValueError(f"{what}={n} exceeds the {pool_size} distinct slices available for this split")
+    passes, rest = divmod(int(n), pool_size)
+    out = [(i, d) for d in range(passes) for i in range(pool_size)]
+    if rest:
+        out += [(int(i), passes) for i in np.linspace(0, pool_size - 1, rest).round().astype(int)]
+    return out
+
+
+def _example_rng(seed: int, split: str, pool_index: int, draw: int, stream: int, R: float | None = None) -> np.random.Generator:
+    key = [int(seed), _SPLIT_IDS[split], int(pool_index), int(draw), int(stream)]
+    if R is not None:
+        key.append(int(round(R * 1000)))
+    return np.random.default_rng(key)
+
+
+def _r_key(R: float) -> str:
+    return f"{float(R):g}"
+
+
+def _prepare_slice(ksp_full: np.ndarray, masks: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, float]]]:
+    """JSENSE maps and, per R, (zero-filled input, target, scale), both scaled by ``scale``."""
+    cal = np.zeros(ksp_full.shape[1:], dtype=bool)
+    cal[calibration_slices(ksp_full.shape[1:])] = True
+    # JSENSE only reads the calibration region, which every mask samples fully: one run serves all R
+    maps = estimate_maps_jsense(ksp_full * cal)
+    target = sense_combine(ksp_full, maps)
+    out = {}
+    for rk, mask in masks.items():
+        zf = sense_adjoint(ksp_full, maps, mask)
+        p99 = float(np.percentile(np.abs(zf), 99))
+        scale = 1.0 / p99 if p99 > 0 else 1.0
+        out[rk] = ((zf * scale).astype(np.complex64), (target * scale).astype(np.complex64), scale)
+    return maps, out
+
+def _build(
+    rks: list[str],
+    source: str,
+    files_by_split: dict[str, list[str]],
+    pools: dict[str, list[tuple[str, int]]] | None,
+    n_train: int | None,
+    n_test: int | None,
+    seed: int,
+    noise_std: float,
+    config: dict,
+    progress: bool,
+) -> dict[str, dict[str, np.ndarray]]:
+    from tqdm import tqdm
+
+    magnitudes: dict[str, list[MagnitudeSlice]] = {}
+    if source == "simulated":
+        for split in ("train", "test"):
+            magnitudes[split] = load_magnitude_slices([m for m in SIMULATED_SUBJECTS if m.split == split])
+        pools = {s: [(m.subject, m.index) for m in magnitudes[s]] for s in magnitudes}
+    assert pools is not None
+    selection = {
+        "train": _select(len(pools["train"]), n_train, allow_augment=(source == "simulated"), what="n_train_slices"),
+        "test": _select(len(pools["test"]), n_test, allow_augment=False, what="n_test_slices"),
+    }
+    out: dict[str, dict[str, list]] = {rk: {} for rk in rks}
+    coils: set[int] = set()
+    bar = tqdm(total=sum(len(v) for v in selection.values()), desc=f"MRI {source}: JSENSE", disable=not progress,
+               unit="slice")
+    for split in ("train", "test"):
+        for rk in rks:
+            for name in ("zf", "target", "masks", "scale"):
+                out[rk][f"{split}_{name}"] = []
+        for pool_index, draw in selection[split]:
+            if source == "simulated":
+                sim = simulate_multicoil_kspace(magnitudes[split][pool_index].image,
+                                                _example_rng(seed, split, pool_index, draw, stream=0), noise_std=noise_std)
+                ksp = sim.kspace
+            else:
+                fname, sl = pools[split][pool_index]
+                ksp = load_fastmri_kspace(fname, [sl])[0]
+            coils.add(int(ksp.shape[0]))
+            masks = {}
+            for rk in rks:
+                mseed = int(_example_rng(seed, split, pool_index, draw, stream=1, R=float(rk)).integers(2**31))
+                masks[rk] = poisson_mask(float(rk), ksp.shape[1:], seed=mseed)
+            _, per_r = _prepare_slice(ksp, masks)
+            for rk in rks:
+                zf, tgt, scale = per_r[rk]
+                out[rk][f"{split}_zf"].append(zf)
+                out[rk][f"{split}_target"].append(tgt)
+                out[rk][f"{split}_masks"].append(masks[rk])
+                out[rk][f"{split}_scale"].append(scale)
+            bar.update(1)
+    bar.close()
+
+    result = {}
+    for rk in rks:
+        arrays: dict[str, np.ndarray] = {}
+        for split in ("train", "test"):
+            arrays[f"{split}_zf"] = np.stack(out[rk][f"{split}_zf"]).astype(np.complex64)
+            arrays[f"{split}_target"] = np.stack(out[rk][f"{split}_target"]).astype(np.complex64)
+            arrays[f"{split}_masks"] = np.stack(out[rk][f"{split}_masks"]).astype(bool)
+            arrays[f"{split}_scale"] = np.asarray(out[rk][f"{split}_scale"], dtype=np.float64)
+        masks_all = np.concatenate([arrays["train_masks"], arrays["test_masks"]])
+        realised = masks_all[0].size / masks_all.reshape(len(masks_all), -1).sum(axis=1)
+        description = _describe(float(rk), source, files_by_split, pools, selection, realised, noise_std, coils, config)
+        tgt = np.concatenate([arrays["train_target"], arrays["test_target"]])
+        imag_fraction = np.sum(tgt.imag.astype(np.float64) ** 2, axis=(1, 2)) / np.sum(np.abs(tgt.astype(np.complex128)) ** 2, axis=(1, 2))
+        # JSENSE maps absorb the smooth image phase, so the SENSE-combined images are nearly real
+        description["target_imag_energy_fraction_median"] = float(np.median(imag_fraction))
+        arrays["description"] = np.array(json.dumps(description, sort_keys=True))
+        result[rk] = arrays
+    return result
+
+
+def _describe(R, source, files_by_split, pools, selection, realised, noise_std, coils, config) -> dict:
+    desc: dict[str, Any] = {
+        "source": source,
+        "source_label": SIMULATED_SOURCE_LABEL if source == "simulated" else FASTMRI_SOURCE_LABEL,
+        "R_target": R,
+        "R_realised": {"mean": float(realised.mean()), "min": float(realised.min()), "max": float(realised.max())},
+        "image_size": IMAGE_SIZE,
+        "n_coils": sorted(coils),
+        "calibration": [CALIB_SIZE, CALIB_SIZE],
+        "mask": "sigpy.mri.poisson variable-density Poisson disc, one per slice, realised R within "
+                f"{ACCEL_REL_TOL:.0%} of R, {CALIB_SIZE}x{CALIB_SIZE} calibration fully sampled",
+        "coil_maps": "JSENSE (sigpy.mri.app.JsenseRecon) from the calibration region, unit root-sum-of-squares",
+        "jsense": dict(JSENSE_KWARGS),
+        "input": "zero-filled SENSE combination A^H y = sum_c conj(S_c) F^H (M y_c)",
+        "target": "SENSE combination of the fully sampled k-space with the same maps",
+        "normalisation": "per slice, input and target divided by the 99th percentile of |input|",
+        "layout": "(2N, 1, 80, 80) float32, example 2i = real part, 2i+1 = imaginary part of slice i",
+        "seed": config["seed"],
+        "code_version": MRI_CODE_VERSION,
+    }
+    if source == "simulated":
+        desc["noise_std"] = noise_std
+        desc["noise"] = (f"complex white Gaussian, std {noise_std:g} x the 99th magnitude percentile per k-space sample "
+                         "(= per-pixel std of the fully sampled SENSE image with orthonormal FFT and unit-RSS maps)")
+        desc["phase"] = "random quadratic polynomial (smooth_random_phase)"
+        desc["simulated_coils"] = f"{N_COILS} sigpy birdcage maps, random radius/offset/quarter-turn/per-coil phase"
+        desc["magnitude_preparation"] = "centre-crop to square, cubic resize to 80x80 (anti-aliased), 99th percentile = 1"
+    else:
+        desc["noise_std"] = None
+        desc["noise"] = "acquired (fastMRI)"
+        desc["reduction"] = "coil images centre-cropped to a square, central 80x80 of their k-space"
+    for split in ("train", "test"):
+        chosen = [(pools[split][i][0], int(pools[split][i][1]), int(d)) for i, d in selection[split]]
+        used = sorted({c[0] for c in chosen}, key=[p[0] for p in pools[split]].index)
+        desc[split] = {
+            "subjects": used,
+            "n_subjects": len(used),
+            "available_subjects": list(files_by_split[split]),
+            "n_available_slices": len(pools[split]),
+            "n_slices": len(chosen),
+            "n_distinct_slices": len({c[:2] for c in chosen}),
+            "n_augmented": sum(1 for c in chosen if c[2] > 0),
+            "n_examples": 2 * len(chosen),
+            "slices": [list(c) for c in chosen],
+        }
+    return desc
