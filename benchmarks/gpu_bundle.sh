@@ -6,7 +6,8 @@
 #   PYVER=3.11 WHL=.whl-cp311 bash benchmarks/gpu_bundle.sh   # same set for 3.11 (local offline test)
 #
 # What goes in: the closure of what the notebooks need beyond the GPU machine's image (the jupyter /
-# papermill stack, ipywidgets, sigpy, nibabel, pydicom, dipy), at the versions pinned in the
+# papermill stack, ipywidgets, and whatever requirements-lib.txt and requirements-mri.txt name that
+# the image lacks: sigpy, nibabel, pydicom, dipy, nilearn, ...), at the versions pinned in the
 # requirements files, minus every package already on that image (benchmarks/gpu_present.txt;
 # PRESENT=/path/to/list to override). The closure is resolved by pip for the target Python and
 # platform; environment markers are evaluated by the interpreter that runs pip, so use a Python of
@@ -21,8 +22,15 @@ WHL=${WHL:-.whl}
 LIMIT_MIB=${LIMIT_MIB:-64}
 PRESENT=${PRESENT:-benchmarks/gpu_present.txt}
 EXTRA=${EXTRA:-data/mnist.npz}   # other carried paths counted against the limit (space-separated)
-# Top-level needs (versions come from the requirements files, the single source of truth).
-NEED=${NEED:-"papermill ipykernel nbformat ipywidgets sigpy nibabel pydicom dipy"}
+# Top-level needs (versions come from the requirements files, the single source of truth): the
+# library's and the MRI sources' requirements, plus what runs the notebooks.
+NEED=${NEED:-"$(cat requirements-lib.txt requirements-mri.txt | grep -E '^[A-Za-z0-9]' | grep -v '^torch' \
+  | sed 's/[=<>!~;[ ].*//' | tr '\n' ' ')papermill ipykernel nbformat ipywidgets"}
+# Left out on purpose (with their own dependencies): packages that a headless papermill run never
+# imports although their dependants declare them: ipykernel's debugger (debugpy), IPython's tab
+# completion (jedi, parso; IPython falls back without them), and the notebook front ends' JavaScript
+# of ipywidgets (widgetsnbextension, jupyterlab_widgets). 12.8 MB that the 64 MiB cannot spare.
+SKIP=${SKIP-"debugpy jedi parso widgetsnbextension jupyterlab-widgets"}
 TAG=cp${PYVER/./}
 PLATFORMS="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
@@ -61,11 +69,12 @@ echo "== resolving the closure of: $(tr '\n' ' ' < "$work/need.txt")for Python $
 
 # Walk the resolved graph from the top-level needs, stopping at packages the image already has (their
 # own dependencies are satisfied there, whatever versions pip would pick here).
-"$PY" - "$work/report.json" "$PRESENT" "$work/need.txt" > "$work/bundle.txt" <<'EOF'
+"$PY" - "$work/report.json" "$PRESENT" "$work/need.txt" "$SKIP" > "$work/bundle.txt" <<'EOF'
 import json, re, sys
 from pip._vendor.packaging.requirements import Requirement
 norm = lambda s: re.sub(r"[-_.]+", "-", s).lower()
 present = {norm(l.strip()) for l in open(sys.argv[2]) if l.strip() and not l.startswith("#")}
+present |= {norm(n) for n in sys.argv[4].split()}
 resolved = {norm(i["metadata"]["name"]): i["metadata"] for i in json.load(open(sys.argv[1]))["install"]}
 todo = [norm(Requirement(l).name) for l in open(sys.argv[3]) if l.strip()]
 bundle = set()
@@ -88,7 +97,7 @@ mkdir -p "$WHL"
   --implementation cp $PLATFORMS -d "$WHL" -r "$work/bundle.txt" 2> >(grep -v "is ignored: it is neither" >&2)
 
 # Keep exactly one wheel per bundled package (older downloads of other versions would break the install).
-"$PY" - "$WHL" "$work/bundle.txt" "$TAG" <<'EOF'
+"$PY" - "$WHL" "$work/bundle.txt" "$TAG" "$SKIP" <<'EOF'
 import re, sys
 from pathlib import Path
 norm = lambda s: re.sub(r"[-_.]+", "-", s).lower()
@@ -114,6 +123,7 @@ if bad:
 rows.sort(reverse=True)
 with open(whl / "MANIFEST.txt", "w") as out:
     out.write(f"# wheel bundle for {tag} manylinux x86_64, made by benchmarks/gpu_bundle.sh\n")
+    out.write(f"# left out on purpose (never imported by a headless run): {sys.argv[4]}\n")
     for size, name, version, fname in rows:
         out.write(f"{size:>10d}  {name}=={version}  {fname}\n")
     out.write(f"{sum(r[0] for r in rows):>10d}  total ({len(rows)} wheels)\n")

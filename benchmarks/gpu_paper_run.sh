@@ -40,6 +40,8 @@ MRI_CACHE=${MRI_CACHE:-}
 LIMIT_MIB=64
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+STARTED=$(mktemp)  # emptied here; written once the notebooks start (so a failed check packs no stale figures)
+: > "$STARTED"
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PATH="$SITE/bin:$PATH" PYTHONUNBUFFERED=1
 
 prepare() {
@@ -87,6 +89,13 @@ try:
 except Exception as exc:  # noqa: BLE001
     bad.append("kernel python3")
     print("kernel python3 FAILED:", exc)
+try:  # the real MRI files behind the simulated MRI source ship inside the bundled wheels
+    from paper_utils import mri
+    for subject in getattr(mri, "SIMULATED_SUBJECTS", ()):
+        print("MRI source", subject.name, subject.path())
+except Exception as exc:  # noqa: BLE001
+    bad.append("MRI source files")
+    print("MRI source files FAILED:", exc)
 import torch
 print("cuda available:", torch.cuda.is_available(), torch.version.cuda,
       torch.cuda.get_device_name() if torch.cuda.is_available() else "")
@@ -96,6 +105,7 @@ sys.exit(f"missing: {bad}" if bad else 0)
 EOF
   cat "$OUT/env.txt"
   "$PYTHON" -m pip check 2>&1 | sed 's/^/pip check: /' | head -20 || true
+  sed -n 's/^# left out on purpose/pip check: expected missing, left out of the bundle on purpose/p' "$WHL/MANIFEST.txt"
   if [ -n "$MRI_CACHE" ]; then
     local cache; cache=$("$PYTHON" -c 'from paper_utils.paths import cache_dir; print(cache_dir())')/mri
     mkdir -p "$cache" && cp -v "$MRI_CACHE"/mri-*.npz "$cache"/ || { echo "error: copying MRI_CACHE failed" >&2; return 1; }
@@ -106,6 +116,7 @@ run_notebooks() {
   local left=$((DEADLINE - ($(date +%s) - START) - 25))
   [ "$left" -gt 30 ] || { echo "error: only $left s left for the notebooks (DEADLINE=$DEADLINE)" >&2; return 1; }
   echo "== notebooks: at most $left s"
+  echo yes > "$STARTED"
   # shellcheck disable=SC2086
   timeout --kill-after=10 "$left" "$PYTHON" -m paper_utils.run_notebooks --scale "$SCALE" --device "$DEVICE" \
     ${ONLY:+--only $ONLY}
@@ -120,13 +131,14 @@ run_notebooks() {
 { prepare && run_notebooks; } 2>&1 | tee "$OUT/run.log"
 rc=${PIPESTATUS[0]}
 
-# ---- pack the results: at most 5 files in $OUT
+# ---- pack the results: at most 5 files in $OUT (figures and notebooks only if the notebooks ran)
+started=$(cat "$STARTED"); rm -f "$STARTED"
 figdir=$("$PYTHON" -c "from paper_utils.paths import output_dir; print(output_dir('$SCALE'))" 2>/dev/null)
-[ -f "build/$SCALE/timings.json" ] && cp "build/$SCALE/timings.json" "$OUT/timings.json"
-if [ -n "$figdir" ] && [ -d "$figdir" ]; then
+[ -n "$started" ] && [ -f "build/$SCALE/timings.json" ] && cp "build/$SCALE/timings.json" "$OUT/timings.json"
+if [ -n "$started" ] && [ -n "$figdir" ] && [ -d "$figdir" ]; then
   tar czf "$OUT/figures_$SCALE.tar.gz" -C "$(dirname "$figdir")" "$(basename "$figdir")"
 fi
-if ls "build/$SCALE"/*.ipynb >/dev/null 2>&1; then
+if [ -n "$started" ] && ls "build/$SCALE"/*.ipynb >/dev/null 2>&1; then
   (cd "build/$SCALE" && tar czf "$OUT/notebooks_$SCALE.tar.gz" ./*.ipynb)
 fi
 {
