@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMP_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 
-.PHONY: venv data figures test lab bench clean-cache
+.PHONY: venv data figures test lab bench gpu-bundle clean-cache
 
 venv: $(STAMP)
 
@@ -48,6 +48,10 @@ lab: venv data
 
 bench: venv data
 	$(PY) benchmarks/bench_dual_epoch.py
+
+# Wheels for a GPU machine without a package registry (README, "Paper scale on one GPU").
+gpu-bundle: data
+	bash benchmarks/gpu_bundle.sh
 
 clean-cache:
 	rm -rf build/cache
