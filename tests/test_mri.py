@@ -100,6 +100,32 @@ def test_invalid_acceleration_is_rejected(bad):
 # ------------------------------------------------------------------------------ magnitude sources
 
 
+def _subject(name):
+    return next(s for s in mri.SIMULATED_SUBJECTS if s.name == name)
+
+
+def test_mni152_is_one_subject_split_by_disjoint_slabs():
+    """The MNI152 template's test block (posterior) and training block (anterior) share no voxel:
+    their y ranges are disjoint with a gap, every section is cut inside its block."""
+    from paper_utils.mri.sources import MNI152_SPLIT_Y
+
+    test, train = _subject("mni152_posterior"), _subject("mni152_anterior")
+    assert test.volume_id == train.volume_id and test.split == "test" and train.split == "train"
+    assert test.block[1][1] == MNI152_SPLIT_Y[0] < MNI152_SPLIT_Y[1] == train.block[1][0]
+    vol = np.zeros((12, 20, 10))
+    vol[:, :8] = 1.0  # the "test" voxels
+    marked = mri.MagnitudeSubject("t", "nilearn", test.relpath, "nifti", "train", "",
+                                  block=((0, 12), (10, 20), (0, 10)), orientations=("axial", "coronal", "sagittal"))
+    from paper_utils.mri.sources import _sections
+
+    sections = _sections(marked, vol)
+    assert len(sections) == 10 + 10 + 12 and all(sec.max() == 0 for _, sec in sections)
+    labels = [lab for lab, _ in sections]
+    assert "coronal 10" in labels and "coronal 19" in labels  # indices in the volume's frame
+    slices = mri.load_magnitude_slices([test])
+    assert len(slices) > 100 and {s.index.split(" ")[0] for s in slices} == {"axial", "coronal", "sagittal"}
+
+
 def test_magnitude_sources_ship_offline_and_split_by_subject():
     subjects = {s.split: set() for s in mri.SIMULATED_SUBJECTS}
     for s in mri.SIMULATED_SUBJECTS:
@@ -107,7 +133,9 @@ def test_magnitude_sources_ship_offline_and_split_by_subject():
         subjects[s.split].add(s.name)
     assert set(subjects) == {"train", "test"}
     assert not subjects["train"] & subjects["test"]
-    one = mri.load_magnitude_slices([mri.SIMULATED_SUBJECTS[1]])  # a 10-slice volume
+    volumes = {sp: {s.volume_id for s in mri.SIMULATED_SUBJECTS if s.split == sp} for sp in ("train", "test")}
+    assert volumes["train"] & volumes["test"] == {"nilearn_mni152_2009a"}  # the only shared volume, split by slab
+    one = mri.load_magnitude_slices([_subject("dipy_S0_10slices")])  # a 10-slice volume
     assert len(one) >= 8
     for sl in one:
         assert sl.image.shape == (80, 80) and sl.image.min() >= 0
@@ -130,7 +158,7 @@ def test_prepare_magnitude_crops_to_square_and_resizes():
 
 
 def test_simulation_is_seeded_and_documented_noise():
-    mag = mri.load_magnitude_slices([mri.SIMULATED_SUBJECTS[0]])[0].image
+    mag = mri.load_magnitude_slices([_subject("dipy_t1_coronal_slice")])[0].image
     a = mri.simulate_multicoil_kspace(mag, np.random.default_rng(5))
     b = mri.simulate_multicoil_kspace(mag, np.random.default_rng(5))
     c = mri.simulate_multicoil_kspace(mag, np.random.default_rng(6))
@@ -146,7 +174,7 @@ def test_simulation_is_seeded_and_documented_noise():
 
 
 def test_jsense_recovers_simulated_birdcage_maps():
-    mag = mri.load_magnitude_slices([mri.SIMULATED_SUBJECTS[0]])[0].image
+    mag = mri.load_magnitude_slices([_subject("dipy_t1_coronal_slice")])[0].image
     sim = mri.simulate_multicoil_kspace(mag, np.random.default_rng(0))
     mask = mri.poisson_mask(4, seed=3)
     est = mri.estimate_maps_jsense(sim.kspace * mask)
@@ -172,7 +200,7 @@ def test_jsense_needs_a_sampled_calibration_region():
 
 
 def _write_fastmri_file(path, rng, n_slices=2, n_coils=15, shape=(96, 96)):
-    mags = mri.load_magnitude_slices([mri.SIMULATED_SUBJECTS[1]], size=min(shape))[:n_slices]
+    mags = mri.load_magnitude_slices([_subject("dipy_S0_10slices")], size=min(shape))[:n_slices]
     kspace = np.zeros((n_slices, n_coils, *shape), np.complex64)
     for i in range(n_slices):
         mag = np.zeros(shape)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .constants import ACCEL_REL_TOL, CALIB_SIZE, IMAGE_SIZE, JSENSE_KWARGS, MRI_CODE_VERSION, N_COILS
 from .constants import FASTMRI_SOURCE_LABEL, SIMULATED_SOURCE_LABEL
+from .baselines import L1_LAMBDAS, L1_MAX_ITER, L1_N_TUNE, l1_wavelet_recon, magnitude_psnr_np
 from .fastmri import load_fastmri_kspace
 from .masks import calibration_slices, poisson_mask
 from .sense import estimate_maps_jsense, sense_adjoint, sense_combine
@@ -79,7 +80,8 @@ def _build(
     magnitudes: dict[str, list[MagnitudeSlice]] = {}
     if source == "simulated":
         for split in ("train", "test"):
-            magnitudes[split] = load_magnitude_slices([m for m in SIMULATED_SUBJECTS if m.split == split])
+            magnitudes[split] = load_magnitude_slices([m for m in SIMULATED_SUBJECTS if m.split == split],
+                                                      progress=progress)
         pools = {s: [(m.subject, m.index) for m in magnitudes[s]] for s in magnitudes}
     assert pools is not None
     selection = {
@@ -87,6 +89,11 @@ def _build(
         "test": _select(len(pools["test"]), n_test, allow_augment=False, what="n_test_slices"),
     }
     out: dict[str, dict[str, list]] = {rk: {} for rk in rks}
+    # L1-wavelet baseline: lambda chosen per R on L1_N_TUNE evenly spaced training slices
+    n_tr = len(selection["train"])
+    tune_at = set(np.linspace(0, n_tr - 1, min(L1_N_TUNE, n_tr)).round().astype(int).tolist())
+    tune_psnr: dict[str, list[list[float]]] = {rk: [] for rk in rks}
+    lam: dict[str, float] = {}
     coils: set[int] = set()
     bar = tqdm(total=sum(len(v) for v in selection.values()), desc=f"MRI {source}: JSENSE", disable=not progress,
                unit="slice")
@@ -94,7 +101,13 @@ def _build(
         for rk in rks:
             for name in ("zf", "target", "masks", "scale"):
                 out[rk][f"{split}_{name}"] = []
-        for pool_index, draw in selection[split]:
+        if split == "test":
+            for rk in rks:
+                means = np.mean(np.asarray(tune_psnr[rk]), axis=0)
+                lam[rk] = float(L1_LAMBDAS[int(np.argmax(means))])
+                out[rk]["l1_tune"] = means.tolist()
+                out[rk]["test_l1"] = []
+        for position, (pool_index, draw) in enumerate(selection[split]):
             if source == "simulated":
                 sim = simulate_multicoil_kspace(magnitudes[split][pool_index].image,
                                                 _example_rng(seed, split, pool_index, draw, stream=0), noise_std=noise_std)
@@ -107,9 +120,14 @@ def _build(
             for rk in rks:
                 mseed = int(_example_rng(seed, split, pool_index, draw, stream=1, R=float(rk)).integers(2**31))
                 masks[rk] = poisson_mask(float(rk), ksp.shape[1:], seed=mseed)
-            _, per_r = _prepare_slice(ksp, masks)
+            maps, per_r = _prepare_slice(ksp, masks)
             for rk in rks:
                 zf, tgt, scale = per_r[rk]
+                if split == "train" and position in tune_at:
+                    tune_psnr[rk].append([magnitude_psnr_np(l1_wavelet_recon(ksp * scale, maps, masks[rk], lm), tgt)
+                                          for lm in L1_LAMBDAS])
+                elif split == "test":
+                    out[rk]["test_l1"].append(l1_wavelet_recon(ksp * scale, maps, masks[rk], lam[rk]))
                 out[rk][f"{split}_zf"].append(zf)
                 out[rk][f"{split}_target"].append(tgt)
                 out[rk][f"{split}_masks"].append(masks[rk])
@@ -125,6 +143,7 @@ def _build(
             arrays[f"{split}_target"] = np.stack(out[rk][f"{split}_target"]).astype(np.complex64)
             arrays[f"{split}_masks"] = np.stack(out[rk][f"{split}_masks"]).astype(bool)
             arrays[f"{split}_scale"] = np.asarray(out[rk][f"{split}_scale"], dtype=np.float64)
+        arrays["test_l1"] = np.stack(out[rk]["test_l1"]).astype(np.complex64)
         masks_all = np.concatenate([arrays["train_masks"], arrays["test_masks"]])
         realised = masks_all[0].size / masks_all.reshape(len(masks_all), -1).sum(axis=1)
         description = _describe(float(rk), source, files_by_split, pools, selection, realised, noise_std, coils, config)
@@ -132,6 +151,11 @@ def _build(
         imag_fraction = np.sum(tgt.imag.astype(np.float64) ** 2, axis=(1, 2)) / np.sum(np.abs(tgt.astype(np.complex128)) ** 2, axis=(1, 2))
         # JSENSE maps absorb the smooth image phase, so the SENSE-combined images are nearly real
         description["target_imag_energy_fraction_median"] = float(np.median(imag_fraction))
+        description["l1_wavelet"] = {
+            "app": "sigpy.mri.app.L1WaveletRecon (Daubechies-4 wavelets), JSENSE maps, normalised k-space",
+            "lambdas": list(L1_LAMBDAS), "tune_psnr_mean": out[rk]["l1_tune"], "lambda": lam[rk],
+            "n_tune_slices": len(tune_at), "max_iter": L1_MAX_ITER,
+        }
         arrays["description"] = np.array(json.dumps(description, sort_keys=True))
         result[rk] = arrays
     return result
@@ -168,8 +192,9 @@ def _describe(R, source, files_by_split, pools, selection, realised, noise_std, 
         desc["noise_std"] = None
         desc["noise"] = "acquired (fastMRI)"
         desc["reduction"] = "coil images centre-cropped to a square, central 80x80 of their k-space"
+    volume_of = {m.name: m.volume_id for m in SIMULATED_SUBJECTS} if source == "simulated" else {}
     for split in ("train", "test"):
-        chosen = [(pools[split][i][0], int(pools[split][i][1]), int(d)) for i, d in selection[split]]
+        chosen = [(pools[split][i][0], _index(pools[split][i][1]), int(d)) for i, d in selection[split]]
         used = sorted({c[0] for c in chosen}, key=[p[0] for p in pools[split]].index)
         desc[split] = {
             "subjects": used,
@@ -180,6 +205,17 @@ def _describe(R, source, files_by_split, pools, selection, realised, noise_std, 
             "n_distinct_slices": len({c[:2] for c in chosen}),
             "n_augmented": sum(1 for c in chosen if c[2] > 0),
             "n_examples": 2 * len(chosen),
+            "volumes": sorted({volume_of.get(c[0], c[0]) for c in chosen}),
             "slices": [list(c) for c in chosen],
         }
+    desc["n_volumes"] = len(set(desc["train"]["volumes"]) | set(desc["test"]["volumes"]))
+    shared = sorted(set(desc["train"]["volumes"]) & set(desc["test"]["volumes"]))
+    desc["volumes_in_both_splits"] = shared
+    if shared:
+        desc["split_note"] = (f"{', '.join(shared)}: one subject split by slab (disjoint voxel blocks, "
+                              "paper_utils.mri.sources.MNI152_SPLIT_Y); every other volume is in one split only")
     return desc
+
+
+def _index(i):
+    return i if isinstance(i, str) else int(i)

@@ -10,7 +10,7 @@ SIMULATED_SOURCE_LABEL = "simulated multi-coil k-space from real magnitude MRI"
 #: Label of the real-data source.
 FASTMRI_SOURCE_LABEL = "fastMRI multi-coil k-space"
 #: Bump when a code change alters prepared datasets, so stale cache files are not reused.
-MRI_CODE_VERSION = "1"
+MRI_CODE_VERSION = "2"
 
 IMAGE_SIZE = 80  #: H = W of every slice (paper: 80 x 80)
 N_COILS = 15  #: simulated receiver coils (paper: fastMRI knee, 15 coils)

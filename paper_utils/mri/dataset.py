@@ -20,6 +20,7 @@ from .constants import (ACCEL_REL_TOL, CALIB_SIZE, DEFAULT_NOISE_STD, IMAGE_SIZE
 from .fastmri import _fastmri_num_slices, fastmri_files, split_fastmri_files
 from .masks import _check_R
 from .sources import SIMULATED_SUBJECTS
+from .baselines import L1_LAMBDAS, L1_MAX_ITER, L1_N_TUNE
 from .build import _build
 
 def complex_to_pairs(z: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -54,6 +55,8 @@ class MRIDataset:
         test_input, test_target: (2 N_test, 1, 80, 80) float32, same layout.
         test_input_complex, test_target_complex: (N_test, 80, 80) complex64.
         train_masks, test_masks: (N, 80, 80) bool sampling masks (one per slice).
+        test_l1_complex: (N_test, 80, 80) complex64 L1-wavelet reconstructions of the test slices
+            (:mod:`paper_utils.mri.baselines`, lambda chosen on training slices), same scale as the target.
         description: JSON-serialisable provenance (source label, subjects and slice counts per
             split, realised R, noise, normalisation, JSENSE settings, per-slice list).
         cache_path: the cache file this dataset lives in (``None`` if not cached).
@@ -70,6 +73,7 @@ class MRIDataset:
     train_masks: torch.Tensor
     test_masks: torch.Tensor
     description: dict
+    test_l1_complex: torch.Tensor | None = None
     cache_path: Path | None = None
     from_cache: bool = False
 
@@ -212,7 +216,8 @@ def load_mri_datasets(
     # ---- the slice pools, per split, and what identifies them in the cache key
     if source == "simulated":
         subjects = {s: [m for m in SIMULATED_SUBJECTS if m.split == s] for s in ("train", "test")}
-        source_ids = [[m.name, m.split, sha256_file(m.path())] for m in SIMULATED_SUBJECTS]
+        source_ids = [[m.name, m.split, sha256_file(m.path()), [list(b) for b in m.block or ()], list(m.orientations)]
+                      for m in SIMULATED_SUBJECTS]
         pools: dict[str, list[tuple[str, int]]] | None = None  # filled lazily (needs reading files)
         files_by_split = {s: [m.name for m in subjects[s]] for s in subjects}
     else:
@@ -236,6 +241,7 @@ def load_mri_datasets(
         "accel_rel_tol": ACCEL_REL_TOL,
         "min_foreground": MIN_FOREGROUND_FRACTION,
         "jsense": dict(JSENSE_KWARGS),
+        "l1_wavelet": [list(L1_LAMBDAS), L1_MAX_ITER, L1_N_TUNE],
     }
     paths = {}
     for rk in r_values:
@@ -299,6 +305,7 @@ def _dataset_from_arrays(R: float, arrays: Mapping[str, np.ndarray], path: Path 
         train_masks=torch.from_numpy(np.ascontiguousarray(arrays["train_masks"])),
         test_masks=torch.from_numpy(np.ascontiguousarray(arrays["test_masks"])),
         description=description,
+        test_l1_complex=torch.from_numpy(np.ascontiguousarray(arrays["test_l1"])) if "test_l1" in arrays else None,
         cache_path=path,
         from_cache=from_cache,
     )
