@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMP_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 
-.PHONY: venv data figures test lab bench gpu-bundle clean-cache
+.PHONY: venv data figures test lab bench gpu-bundle smoke-nb clean-cache
 
 venv: $(STAMP)
 
@@ -48,6 +48,16 @@ lab: venv data
 
 bench: venv data
 	$(PY) benchmarks/bench_dual_epoch.py
+
+# Re-execute one committed notebook in place at smoke scale and strip volatile metadata, keeping
+# outputs, counts and the ipywidgets state (so JupyterLab draws the stored tqdm bars instead of
+# "Error displaying widget: model not found"):  make smoke-nb NB=notebooks/02_mnist_examples.ipynb
+smoke-nb: venv data
+	test -n "$(NB)" || { echo "usage: make smoke-nb NB=notebooks/NN_name.ipynb" >&2; exit 2; }
+	$(VENV)/bin/papermill "$(NB)" "$(NB)" -p scale smoke --cwd notebooks -k python3 --no-progress-bar
+	$(VENV)/bin/nbstripout --keep-output --keep-count --keep-metadata-keys "metadata.widgets" \
+	  --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution" "$(NB)"
+	! grep -nE 'TqdmWarning|IProgress not found|$(CURDIR)|/\.venv/' "$(NB)" || { echo "$(NB): warning or absolute path in outputs (above)" >&2; exit 1; }
 
 # Wheels for a GPU machine without a package registry (README, "Paper scale on one GPU").
 gpu-bundle: data
