@@ -180,6 +180,39 @@ class _Data:
             qr.addmv_(Fr.T, self.x[s:e])
         return Qr / self.M, qr / self.M
 
+    # -- Gram rows over a working set of patterns -------------------------------------------------------
+    def set_gram_rows(self, A: torch.Tensor, cols: torch.Tensor, k: int, dtype: torch.dtype = F64,
+                      block: int = 512):
+        """Rows ``Q[:k]`` (k, n) and ``q[:k]`` (k,) of ``Q = F^T F / M``, ``q = F^T x / M`` for the gated
+        features ``F_j = D_{cols_j} Yp a_j`` (M, n) of the patterns ``cols`` (n,) with directions ``A``
+        (n, d); the first ``k`` columns are the rows. Only the features of ``cols`` are formed (a working
+        set, :mod:`.workset`), and the symmetric (k, k) part is computed as its upper block triangle
+        (``block`` rows at a time) and mirrored: ``2 M k (n - k) + M k (k + block)`` matmul flops instead of
+        ``2 M k n``. Chunks in ``dtype``, accumulated in float64.
+        """
+        self.passes += 1
+        n = cols.numel()
+        Y, x = self.Y.to(dtype), self.x.to(dtype)
+        AT = A.T.to(dtype).contiguous()
+        Gs = self.G[:, cols].to(dtype).contiguous()
+        Qr = torch.zeros(k, n, dtype=F64, device=self.device)
+        qr = torch.zeros(k, dtype=F64, device=self.device)
+        chunk = self.gram_chunk
+        sgn = torch.empty(chunk, n, dtype=dtype, device=self.device)
+        feat = torch.empty(chunk, n, dtype=dtype, device=self.device)
+        starts = list(range(0, k, block))
+        for s, e in self.chunks(chunk):
+            Yc = Y[s:e]
+            Fc = torch.mm(Yc, AT, out=feat[:e - s]).mul_(torch.mm(Yc, Gs, out=sgn[:e - s]).ge_(0))
+            for b0 in starts:
+                b1 = min(b0 + block, k)
+                prod = torch.mm(Fc[:, b0:b1].T, Fc[:, b0:])
+                Qr[b0:b1, b0:] += prod if dtype == F64 else prod.to(F64)
+            qr += torch.mv(Fc[:, :k].T, x[s:e]).to(F64)
+        low = torch.tril_indices(k, k, -1, device=self.device)
+        Qr[low[0], low[1]] = Qr[low[1], low[0]]
+        return Qr / self.M, qr / self.M
+
     # -- dense Gram matrix of the gated features (barrier Newton systems) --------------------------
     def hessian(self):
         """``H = A^T A / M`` ((P d), (P d)) and ``b = A^T x / M`` (P, d) in float64, row-chunked."""

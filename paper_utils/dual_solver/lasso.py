@@ -32,7 +32,7 @@ from .data import F64
 # step 1: the ray lasso, solved exactly
 # ----------------------------------------------------------------------------------------------
 def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
-           max_rounds: int = 2000) -> torch.Tensor:
+           max_rounds: int = 2000, theta0: torch.Tensor | None = None) -> torch.Tensor:
     """``argmin_theta 1/2 theta^T Q theta - q^T theta + lam ||theta||_1`` (float64, exact).
 
     FISTA for a start, then active-set Newton steps: the support and signs predicted by one
@@ -41,21 +41,31 @@ def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
     search over the zero crossings on the way to it (feature-sign search, Lee et al. NIPS 2006).
     Monotone; stops on the exact KKT conditions. Measured at P = 2,000 (MNIST rays): 75 solves, 9 s
     on one core, against 358 solves for plain feature-sign search.
+
+    ``theta0`` (P,): a warm start (the working-set loop of :mod:`.workset` passes the previous round's
+    amplitudes); FISTA and its eigenvalue computation are then skipped.
     """
     P = Q.shape[0]
     dev = Q.device
-    L = float(torch.linalg.eigvalsh(Q)[-1])
-    if L <= 0:
-        return torch.zeros(P, dtype=F64, device=dev)
-    y = torch.zeros(P, dtype=F64, device=dev)
-    prev, t_k = y.clone(), 1.0
-    for _ in range(fista_iters):
-        u = y - (Q @ y - q) / L
-        new = torch.sign(u) * (u.abs() - lam / L).clamp_min(0)
-        t_n = (1 + math.sqrt(1 + 4 * t_k * t_k)) / 2
-        y = new + (t_k - 1) / t_n * (new - prev)
-        prev, t_k = new, t_n
-    theta = prev
+    if P == 0:
+        return torch.zeros(0, dtype=F64, device=dev)
+    if theta0 is not None:
+        if float(torch.diagonal(Q).max()) <= 0:
+            return torch.zeros(P, dtype=F64, device=dev)
+        theta = theta0.to(F64).clone()
+    else:
+        L = float(torch.linalg.eigvalsh(Q)[-1])
+        if L <= 0:
+            return torch.zeros(P, dtype=F64, device=dev)
+        y = torch.zeros(P, dtype=F64, device=dev)
+        prev, t_k = y.clone(), 1.0
+        for _ in range(fista_iters):
+            u = y - (Q @ y - q) / L
+            new = torch.sign(u) * (u.abs() - lam / L).clamp_min(0)
+            t_n = (1 + math.sqrt(1 + 4 * t_k * t_k)) / 2
+            y = new + (t_k - 1) / t_n * (new - prev)
+            prev, t_k = new, t_n
+        theta = prev
     dq = torch.diagonal(Q).clamp_min(1e-300)
     scale = max(float(q.abs().max()), lam, 1e-300)
     ridge = 1e-15 * float(dq.max())

@@ -60,6 +60,7 @@ from .data import F64, _as_tensor, _Data
 from .lasso import _blocks, _lasso
 from .result import DualSolution
 from .tilt import _tilt
+from .workset import _ray_workset, _tilt_workset
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,7 +70,8 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
                time_limit: float | None = None, device=None, dtype: torch.dtype | None = None,
                W0=None, Z0=None, progress: bool = False, chunk_rows: int | None = None,
                working_set: int = 128, exact_rows: int = 512, dense_bytes: float = 2e9,
-               barrier_factor: float = 10.0, max_tilts: int = 30) -> DualSolution:
+               barrier_factor: float = 10.0, max_tilts: int = 30, gram: str = "auto",
+               working_init: int | None = None) -> DualSolution:
     r"""Solve eq. (4) over the sign patterns of ``G`` exactly and certify the answer.
 
     Args:
@@ -95,6 +97,11 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
             refinement is skipped (``status`` says so).
         barrier_factor: growth of the barrier parameter per outer step.
         max_tilts: most tilted-ray rounds (step 2; 0 skips it).
+        gram: ``"full"``: steps 1-2 on the P x P Gram matrix of all features (:mod:`.lasso`,
+            :mod:`.tilt`); ``"working"``: over a working set of patterns grown by pricing
+            (:mod:`.workset`; the certificate still covers all P patterns); ``"auto"``: ``"working"``
+            when ``P >= 1000``, else ``"full"``.
+        working_init: patterns in the first working set (default ``max(256, P // 2)``).
 
     Returns:
         :class:`DualSolution`.
@@ -124,7 +131,13 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol!r}")
+    if gram not in ("auto", "full", "working"):
+        raise ValueError(f"gram must be 'auto', 'full' or 'working', got {gram!r}")
+    if working_init is not None and (isinstance(working_init, bool) or not isinstance(working_init, int)
+                                     or working_init < 1):
+        raise ValueError(f"working_init must be an int >= 1, got {working_init!r}")
     P = G.shape[1]
+    use_ws = gram == "working" or (gram == "auto" and P >= 1000)
     out_dtype = Yp.dtype
     if dtype is None:
         dtype = F64 if (F64 in in_dtypes or M * P <= (1 << 25)) else torch.float32
@@ -148,9 +161,10 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     ws = _WorkingSets(data, working_set, exact_rows)
     ws_cert = ws.copy()
 
-    def assess(U, phase):
-        """Objective and certificate at a point U (2P, d) feasible for the full cones; record it."""
-        sq, rx, grad = data.loss_grad(U[:P] - U[P:])
+    def assess(U, phase, fresh=None):
+        """Objective and certificate at a point U (2P, d) feasible for the full cones; record it.
+        ``fresh``: ``data.loss_grad`` at U when the caller has it already."""
+        sq, rx, grad = fresh if fresh is not None else data.loss_grad(U[:P] - U[P:])
         sq, rx = float(sq), float(rx)
         obj = sq / (2 * M) + beta * float(torch.linalg.vector_norm(U, dim=1).sum())
         lb, ratio, bound = _certificate(data, ws_cert, beta, sq, rx, grad)
@@ -169,12 +183,20 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         return gap
 
     # -- step 1: the ray lasso (exact, feasible by construction) ------------------------------------
-    Q, q = data.relu_gram()
-    log(f"ray   Gram matrix of the {P} ray features ({data.fast}, chunks of {data.chunk} rows)")
-    theta = _lasso(Q, q, beta)
-    log(f"ray   lasso solved: {int((theta != 0).sum())} of {P} rays active")
     Gh = data.Gh.T
-    assess(_blocks(theta, Gh), "ray")
+    if use_ws:
+        init = working_init if working_init is not None else max(256, P // 2)
+        pset = _ray_workset(data, beta, init, log, out_of_time)
+        theta = pset.full_theta()
+        log(f"ray   lasso over a working set of {pset.S.numel()} patterns solved: "
+            f"{int((theta != 0).sum())} of {P} rays active, {pset.rows} Gram rows")
+        assess(_blocks(theta, Gh), "ray", pset.last)
+    else:
+        Q, q = data.relu_gram()
+        log(f"ray   Gram matrix of the {P} ray features ({data.fast}, chunks of {data.chunk} rows)")
+        theta = _lasso(Q, q, beta)
+        log(f"ray   lasso solved: {int((theta != 0).sum())} of {P} rays active")
+        assess(_blocks(theta, Gh), "ray")
     ray_point = (theta, state["last"])
     status = "the ray lasso is certified to tol"
 
@@ -194,9 +216,16 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     # -- step 2: tilted rays ------------------------------------------------------------------------------
     if gap_now() > tol and max_tilts > 0 and beta > 0 and not out_of_time():
         theta, (grad, bound) = ray_point
-        status = _tilt(data, ws_cert, beta, tol, Q, q, theta, Gh, grad, bound, max_tilts, state, assess,
-                       log, out_of_time, gap_now)
-    del Q, q
+        if use_ws:
+            status = _tilt_workset(data, ws_cert, beta, tol, pset, grad, bound, max_tilts, state, assess,
+                                   log, out_of_time, gap_now)
+            log(f"tilt  working set: {pset.S.numel()} patterns, {pset.rows} Gram rows in all "
+                f"({pset.flops / 1e12:.2f} TFLOP)")
+        else:
+            status = _tilt(data, ws_cert, beta, tol, Q, q, theta, Gh, grad, bound, max_tilts, state, assess,
+                           log, out_of_time, gap_now)
+    if not use_ws:
+        del Q, q
 
     # -- step 3: barrier refinement -----------------------------------------------------------------------
     n = P * d

@@ -1,0 +1,204 @@
+r"""Steps 1 and 2 of :func:`paper_utils.dual_solver.solve_dual` over a working set of patterns.
+
+The full-Gram path (:mod:`.lasso`, :mod:`.tilt`) forms the P x P Gram matrix of the ray features
+(``2 M P^2`` flops, float32 at scale), then recomputes it in float64 and again for the tilted rows:
+at ``cpu`` scale (M = 470,400, P = 2,000) 2,000 + 2,000 + 539 rows of ``2 M P`` flops each, while
+1,536 patterns are active at the optimum (4,022 of 8,000 at paper scale). Here the lasso is solved
+over a working set S of patterns whose Gram rows are computed against S only, and the rest are priced
+by the fused operator pass (``2 M P d`` flops per matmul, :meth:`_Data.loss_grad`: the lasso
+gradient of feature i is ``a_i . grad_i``):
+
+1. *Ray phase.* Start from ``init`` evenly spaced patterns (a random sample: the generators are
+   random); solve the ray lasso over S (warm-started active-set Newton, :func:`._lasso`), price every
+   pattern by ``|a_i . grad_i|`` (exact, float64) and add those above ``beta (1 + slack)``, most
+   violated first (at most ``|S|`` per round), until at most ``P / 100`` are left (step 2 prices
+   them exactly). Rows in the fast dtype (float32 at scale;
+   ``slack`` = 2% covers the float32 Gram's misstatement of the constraints, measured up to 1.1%
+   at ``cpu`` scale), computed against S only; the symmetric block as its upper triangle
+   (:meth:`_Data.set_gram_rows`), so that growing S to its final size costs about ``M |S|^2`` flops.
+2. *Tilted rays over S* (as :mod:`.tilt`). Every round computes the certificate over ALL P patterns
+   (as every other step does); the patterns whose dual constraint is violated get their best-response
+   direction; those outside S join it (most violated first), the others' rows are recomputed against S
+   (every row of S in float64 in the first round when step 1 ran in float32). Patterns with zero
+   amplitude and no violation leave S before the rows are computed (they rejoin when priced violated).
+   The lasso over S is solved again (warm start) and the point assessed.
+
+The certificate, and therefore the result, is the same as on the full-Gram path: every point is
+feasible for the full cones, and its lower bound comes from the residual's dual constraints over all
+P patterns. Only the master problem is smaller.
+
+Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's);
+n = |S| patterns in the working set.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .cones import _project_cones
+from .data import F64
+from .lasso import _blocks, _lasso
+
+
+class _PatternSet:
+    """The working set S (n,) of pattern indices, the Gram matrix ``Q[S, S]`` (n, n) and ``q[S]`` of
+    the features of the directions ``dirs`` (P, d), and the amplitudes ``theta[S]``."""
+
+    def __init__(self, data, dirs: torch.Tensor):
+        self.data, self.P, dev = data, data.P, data.device
+        self.dirs = dirs
+        self.S = torch.zeros(0, dtype=torch.long, device=dev)
+        self.Q = torch.zeros(0, 0, dtype=F64, device=dev)
+        self.q = torch.zeros(0, dtype=F64, device=dev)
+        self.theta = torch.zeros(0, dtype=F64, device=dev)
+        self.rows = 0                                     # Gram rows computed (k per call, summed)
+        self.flops = 0.0                                  # their matmul flops
+        self.last = None                                  # loss_grad at the current point, when fresh
+
+    def member(self) -> torch.Tensor:
+        m = torch.zeros(self.P, dtype=torch.bool, device=self.S.device)
+        m[self.S] = True
+        return m
+
+    def full_theta(self) -> torch.Tensor:
+        th = torch.zeros(self.P, dtype=F64, device=self.S.device)
+        th[self.S] = self.theta
+        return th
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Keep the members where ``mask`` (n,) is True."""
+        idx = mask.nonzero().squeeze(1)
+        self.S, self.q, self.theta = self.S[idx], self.q[idx], self.theta[idx]
+        self.Q = self.Q[idx][:, idx]
+
+    def update(self, pats: torch.Tensor, dtype: torch.dtype) -> None:
+        """(Re)compute the rows of the patterns ``pats`` (k,) (members or not) against S plus ``pats``
+        with the current directions; new patterns join S with amplitude 0."""
+        if pats.numel() == 0:
+            return
+        n_old = self.S.numel()
+        inS = self.member()
+        new = pats[~inS[pats]]
+        S = torch.cat([self.S, new])
+        k, n = pats.numel(), S.numel()
+        pos = torch.full((self.P,), -1, dtype=torch.long, device=S.device)
+        pos[S] = torch.arange(n, device=S.device)
+        is_row = torch.zeros(self.P, dtype=torch.bool, device=S.device)
+        is_row[pats] = True
+        cols = torch.cat([pats, S[~is_row[S]]])                     # rows first
+        Qr, qr = self.data.set_gram_rows(self.dirs[cols], cols, k, dtype)
+        self.rows += k
+        tri = sum((min(b0 + 512, k) - b0) * (n - b0) for b0 in range(0, k, 512))
+        self.flops += 2.0 * self.data.M * (tri + 2 * n * self.data.d)
+        Q = torch.zeros(n, n, dtype=F64, device=S.device)
+        Q[:n_old, :n_old] = self.Q
+        pr, pc = pos[pats], pos[cols]
+        Q[pc.unsqueeze(1), pr.unsqueeze(0)] = Qr.T
+        Q[pr.unsqueeze(1), pc.unsqueeze(0)] = Qr
+        q = torch.zeros(n, dtype=F64, device=S.device)
+        q[:n_old] = self.q
+        q[pr] = qr
+        self.S, self.Q, self.q = S, Q, q
+        self.theta = torch.cat([self.theta, torch.zeros(new.numel(), dtype=F64, device=S.device)])
+
+    def solve(self, beta: float, warm: bool = True) -> None:
+        self.theta = _lasso(self.Q, self.q, beta, theta0=self.theta if warm else None)
+
+
+def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 0.02,
+                 max_rounds: int = 100, few: int | None = None) -> _PatternSet:
+    """Step 1 over a working set: the ray lasso over S, S grown by pricing every ray until at most
+    ``few`` (default ``P // 100``) ray features outside S correlate with the residual above
+    ``beta (1 + slack)`` (module docstring; the tilts price those exactly and add them). Returns the
+    pattern set (its ``dirs`` are the unit generators; ``last`` the operator pass at its point)."""
+    P = data.P
+    if few is None:
+        few = P // 100
+    fast = data.fast
+    if fast == F64:
+        slack = 1e-9
+    ps = _PatternSet(data, data.Gh.T.contiguous().clone())
+    n0 = min(P, max(1, init))
+    # evenly spaced patterns (the generators are random, so this is a random sample): the features that
+    # correlate most with x are near-duplicates, and starting from them was measured to need more rounds
+    start = torch.linspace(0, P - 1, n0, device=data.device).round().long().unique()
+    ps.update(start, fast)
+    ps.solve(beta, warm=False)
+    for rnd in range(1, max_rounds + 1):
+        V = ps.full_theta().unsqueeze(1) * ps.dirs
+        ps.last = data.loss_grad(V)
+        grad = ps.last[2]
+        corr = (ps.dirs * grad).sum(1).abs()                      # |f_i^T r| / M for every pattern
+        corr[ps.S] = 0.0
+        viol = (corr > beta * (1 + slack)).nonzero().squeeze(1)
+        log(f"ray   working set round {rnd}: {ps.S.numel()} patterns, {int((ps.theta != 0).sum())} active, "
+            f"{viol.numel()} priced violated (max |f_i^T r| / (M beta) {float(corr.max()) / max(beta, 1e-300):.4f})")
+        if viol.numel() <= few or out_of_time():               # the tilts price the last few exactly
+            break
+        ps.last = None
+        grow = max(init, ps.S.numel())
+        add = viol[corr[viol].argsort(descending=True)[:grow]]
+        ps.update(add, fast)
+        ps.solve(beta)
+    return ps
+
+
+def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds, state, assess, log,
+                  out_of_time, gap_now, patience: int = 3) -> str:
+    """Step 2 over the working set (module docstring); the certificate of every point covers all P
+    patterns. Stops as :func:`.tilt._tilt` does."""
+    P = data.P
+    exact_rows = data.fast == F64
+    best, since = gap_now(), 0
+    for rnd in range(1, max_rounds + 1):
+        theta = ps.full_theta()
+        s = torch.cat([-grad, grad])
+        use_z = (theta < 0) | ((theta == 0) & (bound[P:] > bound[:P]))
+        pats = (torch.where(use_z, bound[P:], bound[:P]) > beta).nonzero().squeeze(1)
+        blk = torch.where(use_z[pats], pats + P, pats)
+        proj, exact = _project_cones(data, ws, s[blk], blk)
+        if not exact:
+            return "tilted rays stopped: a cone projection did not finish its cutting planes"
+        c = torch.linalg.vector_norm(proj, dim=1)
+        keep = c > beta
+        tilt, proj, c = pats[keep], proj[keep], c[keep]
+        if tilt.numel() == 0:
+            if bool((bound > beta).any()):
+                return ("tilted rays stalled: the violated blocks are the opposite-sign blocks of active "
+                        "patterns, which one direction per pattern cannot represent")
+            return "tilted rays: no dual constraint is violated"
+        inS = ps.member()
+        outside = (~inS[tilt]).nonzero().squeeze(1)
+        cap = max(256, ps.S.numel())
+        if outside.numel() > cap:                                  # most violated first
+            drop = outside[c[outside].argsort(descending=True)[cap:]]
+            sel = torch.ones(tilt.numel(), dtype=torch.bool, device=tilt.device)
+            sel[drop] = False
+            tilt, proj, c = tilt[sel], proj[sel], c[sel]
+        ps.dirs = ps.dirs.clone()
+        ps.dirs[tilt] = proj / c.unsqueeze(1)
+        # members with zero amplitude and no violation leave S before the rows are computed
+        is_tilt = torch.zeros(P, dtype=torch.bool, device=tilt.device)
+        is_tilt[tilt] = True
+        ps.keep((ps.theta != 0) | is_tilt[ps.S])
+        rows = torch.unique(torch.cat([tilt, ps.S])) if not exact_rows else tilt
+        exact_rows = True
+        n_new = int((~ps.member()[tilt]).sum())
+        ps.update(rows, F64)
+        ps.solve(beta)
+        log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}), "
+            f"{n_new} patterns joined, {rows.numel()} Gram rows against {ps.S.numel()} patterns, "
+            f"{int((ps.theta != 0).sum())} of {P} features active")
+        gap = assess(_blocks(ps.full_theta(), ps.dirs), "tilt")
+        grad, bound = state["last"]
+        if gap <= tol:
+            return "tilted rays certified to tol"
+        if out_of_time():
+            return "time limit reached during the tilted rays"
+        if gap < 0.5 * best:
+            best, since = gap, 0
+        else:
+            since += 1
+            if since >= patience:
+                return f"tilted rays stalled at certified gap {best:.2e}"
+    return f"tilted rays: {max_rounds} rounds"

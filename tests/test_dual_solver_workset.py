@@ -1,0 +1,79 @@
+"""The working-set path of the exact solver (``solve_dual(gram="working")``, :mod:`.workset`): the same
+certified optimum as the full-Gram path, growth from a too-small start, its Gram kernel, warm lasso."""
+
+import numpy as np
+import pytest
+import torch
+
+from paper_utils.dual_solver import _Data, _lasso, solve_dual
+
+from test_dual_solver import _cvxpy_optimum, _problem  # tests/ is on sys.path (rootdir conftest)
+
+
+def _active(res):
+    return int((res.W.norm(dim=1) > 0).sum() + (res.Z.norm(dim=1) > 0).sum())
+
+
+def test_working_set_reaches_the_full_gram_optimum():
+    """Thin cones (M >> P), tilted rays only: both paths certify the same optimum; the working set
+    starts with 16 patterns, so most of the active ones must be priced in."""
+    Y, x, G = _problem(20000, 9, 120, 0)
+    full = solve_dual(Y, x, G, 1e-3, tol=1e-9, dense_bytes=1.0, gram="full")
+    work = solve_dual(Y, x, G, 1e-3, tol=1e-9, dense_bytes=1.0, gram="working", working_init=16)
+    assert full.converged and work.converged, (full.status, work.status)
+    assert "tilt" in work.history["phase"] and "ipm" not in work.history["phase"]
+    assert abs(work.objective - full.objective) <= 1e-8 * full.objective
+    # each certificate bounds the other path's objective from below
+    assert work.lower_bound <= full.objective * (1 + 1e-12)
+    assert full.lower_bound <= work.objective * (1 + 1e-12)
+    assert work.max_violation <= 1e-6
+    assert _active(work) > 16
+
+
+def test_working_set_grows_from_a_tiny_start_and_hands_over_to_the_barrier():
+    """Wide cones (small M): 3 starting patterns, priced growth, then the barrier over all P finishes;
+    the result agrees with CVXPY."""
+    Y, x, G = _problem(200, 9, 20, 2)
+    ref = _cvxpy_optimum(Y, x, G, 1e-3)
+    res = solve_dual(Y, x, G, 1e-3, tol=1e-7, gram="working", working_init=3)
+    assert res.converged, res.status
+    assert abs(res.objective - ref) <= 1e-5 * ref
+    assert res.lower_bound <= ref * (1 + 1e-9)
+    assert res.max_violation <= 1e-6
+    assert _active(res) > 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_set_gram_rows_match_the_full_rows(dtype):
+    """Rows of a working set (upper block triangle mirrored) equal the full kernel's entries."""
+    Y, x, G = _problem(5000, 6, 30, 4)
+    data = _Data(torch.from_numpy(Y), torch.from_numpy(x), torch.from_numpy(G), torch.float64, 700)
+    A = data.Gh.T.contiguous()
+    ref_Q, ref_q = data.direction_gram_rows(A, torch.arange(30))
+    cols = torch.tensor([7, 3, 29, 11, 0, 18, 5, 22, 14])
+    k = 5
+    Qr, qr = data.set_gram_rows(A[cols], cols, k, dtype, block=2)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    scale = float(ref_Q.abs().max())
+    assert torch.allclose(Qr, ref_Q[cols[:k]][:, cols], atol=tol * scale, rtol=0)
+    assert torch.allclose(qr, ref_q[cols[:k]], atol=tol * float(ref_q.abs().max()), rtol=0)
+
+
+def test_lasso_warm_start_reaches_the_cold_solution():
+    rng = np.random.default_rng(0)
+    F = torch.from_numpy(rng.standard_normal((200, 40)))
+    y = torch.from_numpy(rng.standard_normal(200))
+    Q, q = F.T @ F / 200, F.T @ y / 200
+    cold = _lasso(Q, q, 0.05)
+    for start in (torch.zeros(40, dtype=torch.float64), torch.from_numpy(rng.standard_normal(40))):
+        warm = _lasso(Q, q, 0.05, theta0=start)
+        assert torch.allclose(warm, cold, atol=1e-10)
+    assert _lasso(Q[:0, :0], q[:0], 0.05).numel() == 0
+
+
+def test_bad_gram_options():
+    Y, x, G = _problem(60, 4, 5, 0)
+    with pytest.raises(ValueError, match="gram"):
+        solve_dual(Y, x, G, 1e-3, gram="sparse")
+    with pytest.raises(ValueError, match="working_init"):
+        solve_dual(Y, x, G, 1e-3, working_init=0)
