@@ -214,14 +214,28 @@ def ablation_config(scale: str, sigma: float, n_patterns: int, *, seed: int = 0)
 
 # MRI, App. B.4 (Fig. 6, 7, 11): residual network, k = 7, padding 3; primal m = 1024 (lr 1e-3),
 # dual P = 5000 (lr 5e-7), batch 2, 25 epochs, beta 1e-5. n_train / n_test count slices (each gives
-# two single-channel examples, real and imaginary parts).
+# two single-channel examples, real and imaginary parts). The simulated source has 424 distinct
+# training and 290 distinct test slices (paper_utils.mri.sources); n_train above 424 is reached by
+# augmentation (fresh phase, coils, noise, mask), n_test below 290 is an evenly spaced subset.
 MRI_ACCELERATIONS = (2, 4, 8)
 _MRI_SIZES = {
     "smoke": dict(n_train=8, n_test=4, n_filters=64, n_patterns=128, epochs=2),
-    # cpu: about 7 min for the three R of Figure 6 on 2 cores (estimated from per-epoch timings: the
-    # per-epoch evaluation on train and test costs as much as the training); 8 of the 11 test slices
-    "cpu": dict(n_train=16, n_test=8, n_filters=1024, n_patterns=500, epochs=8),
-    "paper": dict(n_train=72, n_test=11, n_filters=1024, n_patterns=5000, epochs=25),
+    # cpu: notebooks 05, 06 and 09 together within about 10 minutes on 2 cores, data preparation included
+    "cpu": dict(n_train=32, n_test=16, n_filters=256, n_patterns=250, epochs=3),
+    # paper: 1,000 training slices (424 distinct + augmented draws; the paper had 1,741) and 200 test
+    # slices (the paper had 370), the paper's widths, patterns and epochs
+    "paper": dict(n_train=1000, n_test=200, n_filters=1024, n_patterns=5000, epochs=25),
+}
+# The optimum basis (paper_utils.mri_optimum): the exact certified dual and the converged primal on
+# n_slices training slices cropped to crop x crop (None: 80 x 80); the exact solver's time grows with
+# M = 2 n_slices crop^2 patches and with P (measured at smoke size, 1 slice 80 x 80, P = 128: 1-4 min).
+_MRI_OPTIMUM = {
+    "smoke": dict(accelerations=(4,), n_slices=1, crop=24, seeds=(0,), time_limit=10.0, adam_epochs=2,
+                  lbfgs_max_iter=60),
+    "cpu": dict(accelerations=(4,), n_slices=2, crop=None, seeds=(0,), time_limit=60.0, adam_epochs=5,
+                lbfgs_max_iter=300),
+    "paper": dict(accelerations=(2, 4, 8), n_slices=16, crop=None, seeds=(0, 1, 2), time_limit=1800.0,
+                  adam_epochs=20, lbfgs_max_iter=2000),
 }
 
 
@@ -231,3 +245,9 @@ def mri_config(scale: str, acceleration: int, *, seed: int = 0) -> DenoiseConfig
     return DenoiseConfig(scale=scale, dataset="mri", noise="undersampling", noise_level=float(acceleration),
                          seed=seed, kernel_size=7, residual=True, batch_size=2, lr_primal=1e-3, lr_dual=5e-7,
                          **sizes)
+
+
+def mri_optimum_settings(scale: str) -> dict:
+    """The optimum basis of Figures 6, 7, 11 at ``scale``: accelerations, training slices, primal seeds,
+    time limit (s) of the exact solver and of each converged primal, the converged primal's schedule."""
+    return dict(_MRI_OPTIMUM[check_scale(scale)])

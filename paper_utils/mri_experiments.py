@@ -28,13 +28,11 @@ Figure 11 shows the magnitude frequency responses of dual filters ``w_i`` (k x k
 the filters shown and :func:`peak_frequencies` / :func:`frequency_bands` summarise where each
 response peaks.
 
-Measured behaviour on the simulated data (smoke-size data, R = 4; see notebook 05): the zero-filled
-input is already close to the target (train loss ``1/(2M)||Y - X||^2`` about 1e-3, against a target
-energy of about 0.065; the best linear 7 x 7 residual filter gains only 1 to 1.6 %). The dual starts
-at ``W = Z = 0``, i.e. exactly at the zero-filled input, and at the paper's lr 5e-7 moves by less than
-0.1 % in the few hundred Adam steps of the ``smoke``/``cpu`` scales (the paper took about 43,500
-steps); the primal starts from a random initialisation far above the zero-filled loss. So at those
-scales neither network has converged, and the claims are only a fair test at ``paper`` scale.
+Baselines (:mod:`paper_utils.mri_baselines`): the zero-filled input, the best linear 7 x 7 residual
+filter (closed-form least squares on the training set) and SigPy's L1-wavelet reconstruction are
+scored with the networks. The optimum basis (:mod:`paper_utils.mri_optimum`): the sampled dual solved
+exactly with a certified gap and the primal trained to its stopping rule, passed to
+:func:`evaluate_mri` as ``optimum``.
 
 Letter key: N slices (2N real single-channel examples), H = W = 80, k kernel size, d = k k patch
 dimension, P patterns, m primal filters.
@@ -65,6 +63,9 @@ from .paths import cache_dir
 
 __all__ = [
     "METHODS",
+    "OPTIMUM_METHODS",
+    "baseline_details",
+    "baseline_losses",
     "FIG7_ACCELERATIONS",
     "FIG11_ACCELERATION",
     "FIG11_N_FILTERS",
@@ -93,8 +94,10 @@ __all__ = [
     "source_label",
 ]
 
-#: the reconstructions scored by :func:`evaluate_mri`, in table order
-METHODS = ("primal", "dual", "rebuilt", "zero-filled")
+#: the reconstructions scored by :func:`evaluate_mri`, in table order: the paper's networks (as
+#: published), the baselines (:mod:`paper_utils.mri_baselines`), then the optimum basis when given
+METHODS = ("primal", "dual", "rebuilt", "zero-filled", "linear 7x7", "L1-wavelet")
+OPTIMUM_METHODS = ("exact dual", "converged primal")
 #: Figure 7's accelerations (paper: "undersampling R = 2, 4")
 FIG7_ACCELERATIONS = (2, 4)
 #: Figure 11's acceleration and number of filters shown (paper App. B.5: 250 filters, R = 4)
@@ -344,7 +347,7 @@ class MRIScores:
 
     Attributes:
         R: acceleration.
-        psnr, ssim: method -> (N_test,) array (methods of :data:`METHODS`).
+        psnr, ssim: method -> (N_test,) array (methods of :data:`METHODS`, then :data:`OPTIMUM_METHODS`).
         magnitudes: ``"target"`` and each method -> (N_test, H, W) float64 magnitude images.
         seconds: wall-clock time of the evaluation.
     """
@@ -362,13 +365,17 @@ class MRIScores:
         return float(np.mean(getattr(self, metric)[method]))
 
 
-def evaluate_mri(run: MRIRun, *, batch_size: int = 8) -> MRIScores:
-    """PSNR and SSIM on the complex test slices of the primal, dual, eq. (5)-rebuilt and zero-filled images.
+def evaluate_mri(run: MRIRun, *, batch_size: int = 8, optimum=None) -> MRIScores:
+    """PSNR and SSIM on the complex test slices of every reconstruction of :data:`METHODS`
+    (and :data:`OPTIMUM_METHODS` when ``optimum``, a :class:`paper_utils.mri_optimum.MRIOptimum`, is given).
 
     Each method's outputs for the real and imaginary parts are recombined into complex images
     (:func:`paper_utils.mri.pairs_to_complex`), their magnitude is compared with the target's
-    magnitude (:func:`magnitude_psnr`, :func:`magnitude_ssim`) slice by slice.
+    magnitude (:func:`magnitude_psnr`, :func:`magnitude_ssim`) slice by slice. The linear filter is
+    fitted on the run's training set here; the L1-wavelet images come with the data set.
     """
+    from .mri_baselines import apply_linear_filter, fit_linear_filter
+
     t0 = time.perf_counter()
     inputs = run.data.test_input
     outputs = {
@@ -376,12 +383,48 @@ def evaluate_mri(run: MRIRun, *, batch_size: int = 8) -> MRIScores:
         "dual": predict_pairs(run.dual, inputs, batch_size=batch_size),
         "rebuilt": predict_pairs(run.dual.to_primal().to(run.dual.G.device), inputs, batch_size=batch_size),
         "zero-filled": inputs,
+        "linear 7x7": apply_linear_filter(fit_linear_filter(run.train, run.cfg.kernel_size), inputs),
     }
+    if optimum is not None:
+        outputs["exact dual"] = predict_pairs(optimum.exact_net.to(run.dual.G.device), inputs, batch_size=batch_size)
+        outputs["converged primal"] = predict_pairs(optimum.converged_nets[0].to(run.dual.G.device), inputs,
+                                                    batch_size=batch_size)
     target = run.data.test_target_complex.abs().double()
-    mags = {"target": target, **{m: complex_magnitudes(outputs[m]) for m in METHODS}}
-    scores_psnr = {m: np.array([magnitude_psnr(p, t) for p, t in zip(mags[m], target)]) for m in METHODS}
-    scores_ssim = {m: np.array([magnitude_ssim(p, t) for p, t in zip(mags[m], target)]) for m in METHODS}
+    mags = {"target": target, **{m: complex_magnitudes(o) for m, o in outputs.items()}}
+    if run.data.test_l1_complex is not None:
+        mags["L1-wavelet"] = run.data.test_l1_complex.abs().double()
+    methods = [m for m in (*METHODS, *OPTIMUM_METHODS) if m in mags]
+    scores_psnr = {m: np.array([magnitude_psnr(p, t) for p, t in zip(mags[m], target)]) for m in methods}
+    scores_ssim = {m: np.array([magnitude_ssim(p, t) for p, t in zip(mags[m], target)]) for m in methods}
     return MRIScores(run.R, scores_psnr, scores_ssim, mags, seconds=time.perf_counter() - t0)
+
+
+def baseline_losses(run: MRIRun) -> dict[str, tuple[float | None, float]]:
+    """The networks' loss ``1/(2M) ||out - X||^2`` (train, test) of the baselines, for Figure 6's
+    horizontal lines: zero-filled input, best linear 7 x 7 filter (fitted on the training set) and
+    L1-wavelet (test only: it is computed for the test slices)."""
+    from .mri_baselines import fit_linear_filter, linear_filter_loss
+
+    w = fit_linear_filter(run.train, run.cfg.kernel_size)
+    zf = tuple(float(0.5 * torch.mean((d.clean.double() - d.noisy.double()) ** 2)) for d in (run.train, run.test))
+    out = {"zero-filled": zf, "linear 7x7": (linear_filter_loss(w, run.train), linear_filter_loss(w, run.test))}
+    if run.data.test_l1_complex is not None:
+        l1 = mri.complex_to_pairs(run.data.test_l1_complex).double()
+        out["L1-wavelet"] = (None, float(0.5 * torch.mean((l1 - run.test.clean.double()) ** 2)))
+    return out
+
+
+def baseline_details(scores: MRIScores, data: mri.MRIDataset, digits: int = 2) -> dict:
+    """The numbers every MRI claim records (issue 15): data counts and the baselines' mean test PSNR (dB)."""
+    d = data.description
+
+    def mean(m):
+        return round(scores.mean("psnr", m), digits) if m in scores.psnr else None
+
+    return {"n_train_slices": data.n_train_slices, "n_test_slices": data.n_test_slices,
+            "n_volumes": d.get("n_volumes"), "image_size": d["image_size"], "R": f"{scores.R:g}",
+            "zero_filled_psnr": mean("zero-filled"), "linear_filter_psnr": mean("linear 7x7"),
+            "l1_wavelet_psnr": mean("L1-wavelet"), "data": d["source_label"]}
 
 
 def score_rows(scores: Sequence[MRIScores], digits: int = 2) -> list[dict]:
@@ -390,9 +433,9 @@ def score_rows(scores: Sequence[MRIScores], digits: int = 2) -> list[dict]:
     rows = []
     for s in scores:
         row: dict = {"R": f"{s.R:g}"}
-        for m in METHODS:
+        for m in s.psnr:
             row[f"psnr_{m}"] = round(s.mean("psnr", m), digits)
-        for m in METHODS:
+        for m in s.psnr:
             row[f"ssim_{m}"] = round(s.mean("ssim", m), digits + 1)
         row["psnr_primal_minus_dual"] = round(s.mean("psnr", "primal") - s.mean("psnr", "dual"), digits)
         rows.append(row)
@@ -421,10 +464,10 @@ def gap_rows(runs: Sequence[MRIRun]) -> list[dict]:
 
 def format_scores(scores: Sequence[MRIScores], digits: int = 2) -> str:
     """A text table of mean test PSNR (``digits`` decimals) and SSIM (``digits + 1`` decimals) per R and method."""
-    lines = [f"{'R':>3s}  {'method':<12s} {'PSNR (dB)':>9s}  {'SSIM':>6s}"]
+    lines = [f"{'R':>3s}  {'method':<16s} {'PSNR (dB)':>9s}  {'SSIM':>6s}"]
     for s in scores:
-        for m in METHODS:
-            lines.append(f"{s.R:>3g}  {m:<12s} {s.mean('psnr', m):>9.{digits}f}  {s.mean('ssim', m):>6.{digits + 1}f}")
+        for m in s.psnr:
+            lines.append(f"{s.R:>3g}  {m:<16s} {s.mean('psnr', m):>9.{digits}f}  {s.mean('ssim', m):>6.{digits + 1}f}")
     return "\n".join(lines)
 
 
@@ -441,10 +484,13 @@ def data_summary(data: mri.MRIDataset | Sequence[mri.MRIDataset]) -> str:
         lines.append(f"{split}: {s['n_slices']} slices ({s['n_examples']} real single-channel examples; "
                      f"{s['n_distinct_slices']} distinct, {s['n_augmented']} augmented) from {s['n_subjects']} "
                      f"of {len(s['available_subjects'])} subjects: {', '.join(s['subjects'])}")
+    lines.append(f"{d.get('n_volumes')} volumes (files); in both splits: {', '.join(d.get('volumes_in_both_splits', [])) or 'none'}"
+                 + (f" ({d['split_note']})" if d.get("split_note") else ""))
     for ds in datasets:
         r, imag = ds.description["R_realised"], ds.description["target_imag_energy_fraction_median"]
+        l1 = ds.description.get("l1_wavelet", {})
         lines.append(f"R = {ds.R:g}: realised acceleration {r['mean']:.2f} (min {r['min']:.2f}, max {r['max']:.2f}); "
-                     f"imaginary share of the target energy (median) {imag:.2%}")
+                     f"imaginary share of the target energy (median) {imag:.2%}; L1-wavelet lambda {l1.get('lambda')}")
     return "\n".join(lines)
 
 
