@@ -209,8 +209,20 @@ def _write_fastmri_file(path, rng, n_slices=2, n_coils=15, shape=(96, 96)):
         maps = mri.random_birdcage_maps(rng, n_coils, shape)
         img = mag * np.exp(1j * mri.smooth_random_phase(shape, rng))
         kspace[i] = mri.sense_forward(img, maps) + 0.01 * _random_complex(rng, (n_coils, *shape)) / np.sqrt(2)
+    # exactly the layout of a fastMRI multi-coil file (Zbontar et al. 2018; e.g. file1000001.h5 of
+    # multicoil_train): kspace (slices, coils, H, W) complex64, reconstruction_rss (slices, 320, 320)
+    # float32, the ISMRMRD XML header as a byte string, and the file attributes
+    header = (b'<?xml version="1.0" encoding="utf-8"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
+              b'<encoding><encodedSpace><matrixSize><x>%d</x><y>%d</y><z>1</z></matrixSize></encodedSpace>'
+              b'</encoding></ismrmrdHeader>' % (shape[0], shape[1]))
     with h5py.File(path, "w") as f:
         f.create_dataset("kspace", data=kspace)
+        f.create_dataset("reconstruction_rss", data=np.zeros((n_slices, 320, 320), np.float32))
+        f.create_dataset("ismrmrd_header", data=np.bytes_(header))
+        f.attrs["acquisition"] = "CORPD_FBK"
+        f.attrs["max"] = 1.0
+        f.attrs["norm"] = 1.0
+        f.attrs["patient_id"] = path.stem
     return kspace
 
 
