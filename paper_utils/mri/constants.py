@@ -15,7 +15,13 @@ MRI_CODE_VERSION = "2"
 IMAGE_SIZE = 80  #: H = W of every slice (paper: 80 x 80)
 N_COILS = 15  #: simulated receiver coils (paper: fastMRI knee, 15 coils)
 CALIB_SIZE = 16  #: fully sampled calibration region CALIB_SIZE x CALIB_SIZE (paper: 16 x 16)
-DEFAULT_NOISE_STD = 0.01  #: simulated k-space noise std, relative to the image's 99th percentile
+#: Simulated k-space noise std, relative to the image's 99th magnitude percentile. With orthonormal FFT
+#: and unit-RSS maps this is also the per-pixel noise std of the fully sampled SENSE image: a peak SNR
+#: of about 40 dB (p99 / sigma = 100). NOT matched to a cited number: we found no published per-sample
+#: SNR of the fastMRI multi-coil knee k-space (Zbontar et al. 2018 and Knoll et al. 2020 do not state
+#: one) and no fastMRI file is reachable here to measure it. Users with fastMRI data can estimate it
+#: from the k-space periphery and pass ``noise_std`` to :func:`paper_utils.mri.load_mri_datasets`.
+DEFAULT_NOISE_STD = 0.01
 #: Realised acceleration must lie within this relative tolerance of R.
 ACCEL_REL_TOL = 0.02
 #: Fraction of fastMRI files held out for testing (paper: 10 test of 59 patients).
