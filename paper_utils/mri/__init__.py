@@ -25,8 +25,12 @@ Data sources
 ------------
 ``source="simulated"`` (default), labelled everywhere :data:`SIMULATED_SOURCE_LABEL`. No raw
 k-space and no knee data can be downloaded here, so real *magnitude* MRI shipped inside PyPI
-wheels (dipy, nibabel, pydicom, matplotlib; no run-time download, see
-:data:`SIMULATED_SUBJECTS`) is turned into multi-coil k-space: each slice is centre-cropped to a
+wheels (nilearn's MNI152 2009a T1 template at 1 mm, cut into slices in three orientations; small
+files of dipy, nibabel, pydicom, matplotlib; no run-time download, see :data:`SIMULATED_SUBJECTS`):
+424 distinct training and 290 distinct test slices from 9 volumes. The MNI152 template is ONE
+subject (a population average), split by disjoint anterior (train) / posterior (test) slabs with a
+10 mm gap (:data:`paper_utils.mri.sources.MNI152_SPLIT_Y`): its test slices are unseen anatomy of the
+same head, not a new subject. Each slice is turned into multi-coil k-space: each slice is centre-cropped to a
 square, resized to 80 x 80 (cubic spline, Gaussian anti-aliasing when downsampling, clipped at 0),
 scaled so its 99th magnitude percentile is 1, multiplied by a smooth random phase
 (:func:`smooth_random_phase`) and by 15 randomly placed birdcage coil maps
@@ -34,8 +38,9 @@ scaled so its 99th magnitude percentile is 1, multiplied by a smooth random phas
 Fourier transformed, and corrupted with complex white Gaussian noise of standard deviation
 ``noise_std`` per k-space sample (default 0.01, i.e. 1 % of the image's 99th magnitude percentile:
 with orthonormal FFT and unit-RSS maps this is also the per-pixel noise std of the fully
-sampled SENSE-combined image, a peak-ish SNR of 40 dB). Each file is one subject; train and test
-are split by file, never by slice (the ``split`` column of :data:`SIMULATED_SUBJECTS`). A
+sampled SENSE-combined image, a peak-ish SNR of 40 dB; not matched to a cited fastMRI SNR, see
+:data:`DEFAULT_NOISE_STD`). Every other file is one subject in one split; train and test are
+never split by slice (the ``split`` column of :data:`SIMULATED_SUBJECTS`). A
 training set larger than the distinct slices is augmented with fresh draws of phase, coil
 placement, noise and mask for the same magnitude slices (recorded as ``draw`` > 0).
 
@@ -60,6 +65,10 @@ Tensor layout (letters: N slices, C coils, H = W = 80)
 interleaved (example ``2i`` is the real part of slice ``i``, ``2i + 1`` its imaginary part; see
 :func:`complex_to_pairs` / :func:`pairs_to_complex`), the complex test images (N, H, W), the
 masks (N, H, W) bool and a JSON-serialisable ``description``.
+
+The L1-wavelet baseline (:mod:`paper_utils.mri.baselines`) is computed while the data are built.
+Modules: ``constants``, ``sense`` (FFT, SENSE, JSENSE), ``masks``, ``simulation``, ``sources``,
+``fastmri``, ``baselines``, ``build`` (one pass over the slices), ``dataset`` (layout, cache, loaders).
 
 Prepared datasets are cached as ``.npz`` files (no pickle) under ``cache_dir`` (default
 ``build/cache/mri/``), keyed by a hash of the configuration, written atomically and verified by
