@@ -17,13 +17,20 @@ Schedule (a "training that really converges", issue 12):
 
 1. *Adam with learning-rate decay*: ``adam_epochs`` epochs of minibatch Adam (the paper's learning rate
    and batch size), the rate decaying by cosine annealing to 1% of its start, so the iterate settles.
-2. *Full-batch L-BFGS* (SciPy's L-BFGS-B, float64 objective and gradient computed in row chunks), until
+2. *Full-batch L-BFGS* (SciPy's L-BFGS-B, float64 objective and gradient sums computed in row chunks), until
    the **stopping rule** holds: the objective decreased by less than ``rel_tol`` (relative) over the last
-   ``window`` iterations *and* the gradient's Euclidean norm is at most ``grad_tol`` (absolute, in
-   objective units per unit weight; the default ``1e-7`` is 1% of the weight-decay gradient of a
-   unit-norm filter at ``beta = 1e-5``). When the budget (``max_iter`` or ``time_limit``) ends first,
-   or the line search can make no further progress, the result says so (``converged = False`` and
-   ``stop_reason``): a budget stop is never reported as convergence.
+   ``window`` iterations (and, if ``grad_tol`` is given, the gradient's Euclidean norm is at most
+   ``grad_tol``). When the budget (``max_iter`` or ``time_limit``) ends first, or the line search makes
+   no further progress before the rule holds, the result says so (``converged = False`` and
+   ``stop_reason``): a budget stop is never reported as convergence. The gradient norm at the end is
+   always reported.
+
+Why the gradient norm is not part of the default rule (measured, ``tests/test_optimum.py``): the
+objective is only piecewise smooth, and its local minima typically sit on kinks, where a hidden unit's
+hyperplane ``u_j^T y = 0`` passes through training patches (the cone boundaries of eq. 4, where the
+certified dual optimum's directions also sit). There the gradient does not vanish: on a 384-patch
+problem, 1,500 float64 L-BFGS iterations left the gradient norm at 1e-3 while the objective changed by
+3e-10 per 100 iterations. A gradient-norm test would call such a point unconverged forever.
 
 A converged primal is a *local* solution. Its objective against the certified optimum ``d_P`` of
 the sampled dual (:func:`paper_utils.dual.solve_dual`) is the test: Theorem 1 gives ``p* = d <= d_P``,
@@ -156,8 +163,9 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
                     init_seed: int | None = 0, U0: torch.Tensor | None = None, v0: torch.Tensor | None = None,
                     adam_epochs: int = 20, lr: float = 1e-3, batch_size: int = 25, rows_per_image: int = 784,
                     lbfgs_max_iter: int = 2000,
-                    rel_tol: float = 1e-6, grad_tol: float = 1e-7, window: int = 10, time_limit: float | None = None,
-                    eval_every: int = 10, progress: bool = True) -> ConvergedPrimal:
+                    rel_tol: float = 1e-6, grad_tol: float | None = None, window: int = 10,
+                    time_limit: float | None = None, eval_every: int = 10, compute_dtype: torch.dtype = torch.float32,
+                    progress: bool = True) -> ConvergedPrimal:
     """Train the primal network of eq. (2) (patch form, eq. 3) until the stopping rule holds.
 
     Args:
@@ -172,10 +180,13 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
         batch_size: images per Adam step (paper: 25), drawn at random each epoch.
         rows_per_image: patch rows of one image (h w; 784 for MNIST): ``Yp`` holds the images' rows in order.
         lbfgs_max_iter: L-BFGS iteration budget.
-        rel_tol, grad_tol, window: the stopping rule (module docstring).
+        rel_tol, grad_tol, window: the stopping rule (module docstring); ``grad_tol=None``: no gradient test.
         time_limit: wall-clock budget in seconds for the whole run (``None``: no limit). Iteration
             budgets are reproducible; a time limit is not (use it as a safety net).
         eval_every: Adam epochs between full-batch objective evaluations (logged in ``history``).
+        compute_dtype: dtype of the L-BFGS chunk products (:func:`patch_objective`; sums are float64 either
+            way). float32 halves the memory traffic of the (chunk, m) blocks; float64 gives the line search
+            exact gradients down to gradient norms of ~1e-8 (small problems, tests).
 
     Returns:
         :class:`ConvergedPrimal`.
@@ -247,13 +258,17 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
         if last["theta"] is not None and np.array_equal(theta, last["theta"]):
             return last["value"]
         Ut, vt = unpack(theta)
-        obj, _, gU, gv = patch_objective(Yp, x, Ut, vt, beta, grad=True)
+        obj, _, gU, gv = patch_objective(Yp, x, Ut, vt, beta, grad=True, compute_dtype=compute_dtype)
         g = torch.cat([gU.reshape(-1), gv]).cpu().numpy()
         last.update(theta=theta.copy(), value=(obj, g))
         return obj, g
 
     class _Stop(Exception):
         pass
+
+    def rule_holds() -> bool:
+        return (len(recent) > window and (recent[0] - recent[-1]) <= rel_tol * abs(recent[-1])
+                and (grad_tol is None or state["grad_norm"] <= grad_tol))
 
     def callback(intermediate_result):
         theta = intermediate_result.x
@@ -263,8 +278,7 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
         log("lbfgs", len(hist["phase"]), obj)
         if bar2 is not None:
             bar2.update(1); bar2.set_postfix(objective=f"{obj:.8g}", grad=f"{state['grad_norm']:.1e}")
-        if len(recent) > window and (recent[0] - recent[-1]) <= rel_tol * abs(recent[-1]) \
-                and state["grad_norm"] <= grad_tol:
+        if rule_holds():
             state["converged"] = True
             raise _Stop
         if time_limit is not None and elapsed() > time_limit:
@@ -285,15 +299,17 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
                                     "maxfun": 4 * lbfgs_max_iter})
             state["theta"] = res.x
             lbfgs_message = str(res.message)
+            state["converged"] = rule_holds()     # e.g. the line search stalled once the rule already held
         except _Stop:
             pass
         bar2.close()
     Ut, vt = unpack(state["theta"])
-    obj, loss, gU, gv = patch_objective(Yp, x, Ut, vt, beta, grad=True)
+    obj, loss, gU, gv = patch_objective(Yp, x, Ut, vt, beta, grad=True, compute_dtype=torch.float64)
     gnorm = float(torch.cat([gU.reshape(-1), gv]).norm())
     if state["converged"]:
         stop_reason = (f"stopping rule met: objective change over {window} L-BFGS iterations <= {rel_tol:g} "
-                       f"(relative) and gradient norm {gnorm:.2e} <= {grad_tol:g}")
+                       f"(relative)" + (f" and gradient norm <= {grad_tol:g}" if grad_tol is not None else "")
+                       + f"; gradient norm {gnorm:.2e}")
     elif stop_reason is None:
         if time_limit is not None and elapsed() > time_limit:
             stop_reason = f"time limit {time_limit:g} s reached (gradient norm {gnorm:.2e}); NOT converged by the rule"
@@ -309,7 +325,7 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
 def load_or_converge_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet | None = None, *,
                             init_seed: int, device: torch.device | str = "cpu", start: PrimalNet | None = None,
                             adam_epochs: int = 20, lbfgs_max_iter: int = 2000, time_limit: float | None = None,
-                            rel_tol: float = 1e-6, grad_tol: float = 1e-7, cache: Cache | None = None,
+                            rel_tol: float = 1e-6, grad_tol: float | None = None, cache: Cache | None = None,
                             progress: bool = True) -> ConvergedPrimal:
     """The converged primal (m = ``cfg.n_filters``) of ``cfg``'s data, from the cache or computed and cached.
 
@@ -321,7 +337,7 @@ def load_or_converge_primal(cfg: DenoiseConfig, train: DenoisingSet, test: Denoi
     cache = cache or Cache()
     origin = "start" if start is not None else "kaiming"
     name = (f"{cfg.label()}-{cfg.key()}-init{init_seed}{origin}-a{adam_epochs}-l{lbfgs_max_iter}"
-            f"-t{time_limit if time_limit is not None else 'inf'}-r{rel_tol:g}-g{grad_tol:g}-v{CONVERGENCE_CODE_VERSION}")
+            f"-t{time_limit if time_limit is not None else 'inf'}-r{rel_tol:g}-g{grad_tol}-v{CONVERGENCE_CODE_VERSION}")
     payload = cache.load("converged", name)
     if payload is not None:
         return ConvergedPrimal.from_dict(payload["result"])

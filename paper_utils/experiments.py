@@ -14,7 +14,7 @@ import torch
 from .cache import Cache
 from .config import DenoiseConfig
 from .data import DenoisingSet, load_mnist, mnist_denoising
-from .dual import DualNet
+from .dual import DualNet, sample_generators
 from .dual_solver import DualSolution, solve_dual
 from .patches import extract_patches
 from .primal import PrimalNet, primal_objective
@@ -104,26 +104,42 @@ def load_or_solve_exact(run: DenoiseRun, *, tol: float = 1e-6, time_limit: float
                         cache: Cache | None = None, progress: bool = False) -> ExactDual:
     """Solve ``run``'s sampled dual (eq. 4) exactly with a certificate, or load the cached solution.
 
-    Cached under ``exact/`` by the run's configuration key and ``tol`` (``time_limit`` only bounds the
-    work, so a solution that stopped on it is cached too: its ``converged`` and ``status`` say so). The
-    solver's history keeps the wall times of the run that computed it.
+    Same data, patterns ``G`` and ``beta`` as the run's Adam + hinge dual; see :func:`load_or_solve_exact_data`.
+    """
+    return load_or_solve_exact_data(run.cfg, run.train, run.dual.G.detach(), tol=tol, time_limit=time_limit,
+                                    cache=cache, progress=progress)
+
+
+def load_or_solve_exact_data(cfg: DenoiseConfig, train: DenoisingSet, G: torch.Tensor | None = None, *,
+                             tol: float = 1e-6, time_limit: float | None = None, cache: Cache | None = None,
+                             progress: bool = False) -> ExactDual:
+    """The sampled dual of ``cfg`` on ``train`` solved exactly (:func:`paper_utils.dual_solver.solve_dual`).
+
+    ``G`` (d, P) defaults to the generators the paper's dual training samples for ``cfg``
+    (:func:`paper_utils.dual.sample_generators` on the training patches with ``cfg.seed``), so a sweep
+    that never built a :class:`DenoiseRun` solves the same program as its trained dual. The solve runs
+    on the device of ``G``. Cached under ``exact/`` by the configuration key and ``tol`` (``time_limit``
+    only bounds the work, so a solution that stopped on it is cached too: its ``converged`` and
+    ``status`` say so). The solver's history keeps the wall times of the run that computed it.
     """
     cache = cache or Cache()
-    cfg = run.cfg
     name = f"{cfg.label()}-{cfg.key()}-tol{tol:g}"
     payload = cache.load("exact", name)
     if payload is not None:
         return ExactDual(DualSolution.from_dict(payload["solution"]), payload["rebuilt_objective"])
-    dev = run.dual.G.device                       # solve where the run trained (GPU at paper scale)
-    Yp = extract_patches(run.train.noisy, cfg.kernel_size).to(dev)
-    x = (run.train.clean - run.train.noisy if cfg.residual else run.train.clean).reshape(-1).to(dev)
-    sol = solve_dual(Yp, x, run.dual.G.detach(), cfg.beta, tol=tol, time_limit=time_limit, progress=progress)
+    Yp = extract_patches(train.noisy, cfg.kernel_size)
+    if G is None:
+        G = sample_generators(Yp, cfg.n_patterns, seed=cfg.seed)
+    dev = G.device                                 # solve where the run trained (GPU at paper scale)
+    Yp = Yp.to(dev)
+    x = (train.clean - train.noisy if cfg.residual else train.clean).reshape(-1).to(dev)
+    sol = solve_dual(Yp, x, G.detach(), cfg.beta, tol=tol, time_limit=time_limit, progress=progress)
     net = sol.to_primal(kernel_size=cfg.kernel_size, residual=cfg.residual).double()
     # the eq. (5) network has up to 2P hidden units: bound its float64 activations to ~2e8 numbers
     # (1.6 GB) per batch (at paper scale, 8000 units x 784 pixels x 500 images would need 25 GB)
-    pixels_per_image = run.train.noisy[0].numel()
+    pixels_per_image = train.noisy[0].numel()
     batch = max(1, min(500, int(2e8 // max(1, net.n_filters * pixels_per_image))))
-    rebuilt = primal_objective(net, run.train.noisy.cpu().double(), run.train.clean.cpu().double(),
+    rebuilt = primal_objective(net, train.noisy.cpu().double(), train.clean.cpu().double(),
                                cfg.beta, batch_size=batch)["objective"]
     cache.save("exact", name, {"config": cfg.as_dict(), "tol": tol, "solution": sol.as_dict(),
                                "rebuilt_objective": rebuilt})
