@@ -58,8 +58,9 @@ from .cache import Cache
 from .config import DenoiseConfig
 from .data import DenoisingSet
 from .experiments import DenoiseRun, load_or_train_dual, load_or_train_primal
-from .metrics import psnr
 from .paths import cache_dir
+from .mri_filters import FREQUENCY_BANDS, frequency_bands, peak_frequencies, select_filters
+from .mri_metrics import complex_magnitudes, magnitude_psnr, magnitude_ssim
 
 __all__ = [
     "METHODS",
@@ -273,58 +274,9 @@ def train_mri_runs(cfgs: Sequence[DenoiseConfig], device: torch.device | str = "
 
 
 # --------------------------------------------------------------------------------------------
-# Evaluation on complex slices (Figure 7)
+# Evaluation on complex slices (Figure 7); metrics in paper_utils.mri_metrics, Figure 11 helpers in
+# paper_utils.mri_filters (both re-exported here)
 # --------------------------------------------------------------------------------------------
-
-
-def complex_magnitudes(pairs: torch.Tensor) -> torch.Tensor:
-    """Magnitude images (N, H, W) float64 of real/imaginary pairs (2N, 1, H, W) (layout of
-    :func:`paper_utils.mri.complex_to_pairs`): ``|real + i imag|`` per slice."""
-    return mri.pairs_to_complex(torch.as_tensor(pairs).detach().cpu().float()).abs().double()
-
-
-def _as_image(x, what: str) -> np.ndarray:
-    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"{what} must be one (H, W) image, got shape {a.shape}")
-    return a
-
-
-def _image_pair(prediction, target, metric: str):
-    """Both images as (H, W) arrays of one shape, and the target's maximum (the data range, > 0)."""
-    p, t = _as_image(prediction, "prediction"), _as_image(target, "target")
-    if p.shape != t.shape:
-        raise ValueError(f"shapes differ: {p.shape} vs {t.shape}")
-    peak = float(t.max())
-    if not peak > 0:
-        raise ValueError(f"the target's maximum must be > 0 (it is the {metric}'s data range)")
-    return p, t, peak
-
-
-def magnitude_psnr(prediction, target) -> float:
-    """PSNR in dB of one magnitude image, ``10 log10(max(target)^2 / MSE)``.
-
-    The data range is the target magnitude's maximum (magnitudes are non-negative, so this is the
-    range from 0), the convention of fastMRI's evaluation.
-
-    Args:
-        prediction, target: (H, W) real images (tensors or arrays).
-    """
-    p, t, peak = _image_pair(prediction, target, "PSNR")
-    return psnr(torch.from_numpy(p), torch.from_numpy(t), data_range=peak)
-
-
-def magnitude_ssim(prediction, target) -> float:
-    """SSIM of one magnitude image: ``skimage.metrics.structural_similarity`` (7 x 7 uniform
-    window, its defaults) with the explicit data range ``max(target)``.
-
-    Args:
-        prediction, target: (H, W) real images (tensors or arrays).
-    """
-    from skimage.metrics import structural_similarity
-
-    p, t, peak = _image_pair(prediction, target, "SSIM")
-    return float(structural_similarity(t, p, data_range=peak))
 
 
 def predict_pairs(net: torch.nn.Module, inputs: torch.Tensor, *, batch_size: int = 8) -> torch.Tensor:
@@ -514,47 +466,6 @@ def representative_slice(scores: MRIScores, method: str = "primal") -> int:
     order = np.argsort(values, kind="stable")
     return int(order[(len(values) - 1) // 2])
 
-
-# --------------------------------------------------------------------------------------------
-# Dual filters (Figure 11)
-# --------------------------------------------------------------------------------------------
-
-
-def select_filters(n_total: int, n: int, *, seed: int = 0) -> torch.Tensor:
-    """Indices of ``min(n, n_total)`` filters drawn at random without replacement, sorted
-    (the paper's "representative filters randomly selected")."""
-    if n_total < 1 or n < 1:
-        raise ValueError(f"need n_total >= 1 and n >= 1, got {n_total}, {n}")
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=gen)[:min(n, n_total)].sort().values
-
-
-def peak_frequencies(responses: torch.Tensor) -> torch.Tensor:
-    """Radial frequency (cycles per pixel, 0 to about 0.71) of each response's maximum, for
-    centred spectra (n, S, S) (:func:`paper_utils.interpret.filter_spectra`, zero frequency at
-    index S // 2). Ties go to the first maximum in row-major order."""
-    if responses.ndim != 3 or responses.shape[1] != responses.shape[2]:
-        raise ValueError(f"responses must have shape (n, S, S), got {tuple(responses.shape)}")
-    n, s, _ = responses.shape
-    flat = responses.reshape(n, -1).argmax(1)
-    fy = (flat // s - s // 2).double() / s
-    fx = (flat % s - s // 2).double() / s
-    return torch.sqrt(fx ** 2 + fy ** 2)
-
-
-#: radial frequency bands (cycles per pixel) of :func:`frequency_bands`; the last one holds the
-#: corners of the spectrum beyond the Nyquist radius 0.5
-FREQUENCY_BANDS = (0.0, 0.125, 0.25, 0.375, 0.5, float("inf"))
-
-
-def frequency_bands(peaks: torch.Tensor) -> np.ndarray:
-    """How many peak frequencies (from :func:`peak_frequencies`) fall in each band of
-    :data:`FREQUENCY_BANDS` (half-open ``[lo, hi)``, the band ending at 0.5 closed): a (5,) int array."""
-    p = np.asarray(torch.as_tensor(peaks).detach().cpu(), dtype=np.float64)
-    edges = np.array(FREQUENCY_BANDS)
-    idx = np.searchsorted(edges, p, side="right") - 1
-    idx = np.where(np.isclose(p, 0.5), 3, idx)  # the Nyquist radius belongs to the band below it
-    return np.bincount(np.clip(idx, 0, len(edges) - 2), minlength=len(edges) - 1)
 
 
 def main(argv: list[str] | None = None) -> None:
