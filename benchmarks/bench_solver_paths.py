@@ -28,6 +28,7 @@ from paper_utils import config
 from paper_utils.data import mnist_denoising
 from paper_utils.dual import sample_generators
 from paper_utils.dual_solver import solve_dual
+from paper_utils.dual_solver.data import GRAM_BLOCK
 from paper_utils.patches import extract_patches, pixels
 
 
@@ -35,8 +36,9 @@ def _set_rows_flops(M, d, P, a):
     """Matmul flops of :meth:`_Data.set_gram_rows`: features of n patterns (2 products of 2 M n d) and
     the upper block triangle of the (k, n) rows."""
     n, k = a[1].numel(), int(a[2])
-    tri = sum((min(b0 + 512, k) - b0) * (n - b0) for b0 in range(0, k, 512))
-    return 2 * M * (tri + 2 * n * d)
+    tri = sum((min(b0 + GRAM_BLOCK, k) - b0) * (n - b0) for b0 in range(0, k, GRAM_BLOCK))
+    rays = len(a) > 5 and bool(a[5])
+    return 2 * M * (tri + (1 if rays else 2) * n * d)
 
 
 class PathProfile(PassProfile):

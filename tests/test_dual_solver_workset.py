@@ -43,8 +43,8 @@ def test_working_set_grows_from_a_tiny_start_and_hands_over_to_the_barrier():
     assert _active(res) > 3
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_set_gram_rows_match_the_full_rows(dtype):
+@pytest.mark.parametrize("dtype,rays", [(torch.float64, False), (torch.float32, False), (torch.float32, True)])
+def test_set_gram_rows_match_the_full_rows(dtype, rays):
     """Rows of a working set (upper block triangle mirrored) equal the full kernel's entries."""
     Y, x, G = _problem(5000, 6, 30, 4)
     data = _Data(torch.from_numpy(Y), torch.from_numpy(x), torch.from_numpy(G), torch.float64, 700)
@@ -52,7 +52,7 @@ def test_set_gram_rows_match_the_full_rows(dtype):
     ref_Q, ref_q = data.direction_gram_rows(A, torch.arange(30))
     cols = torch.tensor([7, 3, 29, 11, 0, 18, 5, 22, 14])
     k = 5
-    Qr, qr = data.set_gram_rows(A[cols], cols, k, dtype, block=2)
+    Qr, qr = data.set_gram_rows(A[cols], cols, k, dtype, block=2, rays=rays)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     scale = float(ref_Q.abs().max())
     assert torch.allclose(Qr, ref_Q[cols[:k]][:, cols], atol=tol * scale, rtol=0)

@@ -11,8 +11,8 @@ gradient of feature i is ``a_i . grad_i``):
 1. *Ray phase.* Start from ``init`` evenly spaced patterns (a random sample: the generators are
    random); solve the ray lasso over S (warm-started active-set Newton, :func:`._lasso`), price every
    pattern by ``|a_i . grad_i|`` (exact, float64) and add those above ``beta (1 + slack)``, most
-   violated first (at most ``|S|`` per round), until at most ``P / 100`` are left (step 2 prices
-   them exactly). Rows in the fast dtype (float32 at scale;
+   violated first (at most ``|S|`` per round), until at most ``P / 20`` are left (step 2 prices
+   them exactly: one operator pass and lasso fewer). Rows in the fast dtype (float32 at scale;
    ``slack`` = 2% covers the float32 Gram's misstatement of the constraints, measured up to 1.1%
    at ``cpu`` scale), computed against S only; the symmetric block as its upper triangle
    (:meth:`_Data.set_gram_rows`), so that growing S to its final size costs about ``M |S|^2`` flops.
@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 
 from .cones import _project_cones
-from .data import F64
+from .data import F64, GRAM_BLOCK
 from .lasso import _blocks, _lasso
 
 
@@ -71,7 +71,7 @@ class _PatternSet:
         self.S, self.q, self.theta = self.S[idx], self.q[idx], self.theta[idx]
         self.Q = self.Q[idx][:, idx]
 
-    def update(self, pats: torch.Tensor, dtype: torch.dtype) -> None:
+    def update(self, pats: torch.Tensor, dtype: torch.dtype, rays: bool = False) -> None:
         """(Re)compute the rows of the patterns ``pats`` (k,) (members or not) against S plus ``pats``
         with the current directions; new patterns join S with amplitude 0."""
         if pats.numel() == 0:
@@ -86,10 +86,10 @@ class _PatternSet:
         is_row = torch.zeros(self.P, dtype=torch.bool, device=S.device)
         is_row[pats] = True
         cols = torch.cat([pats, S[~is_row[S]]])                     # rows first
-        Qr, qr = self.data.set_gram_rows(self.dirs[cols], cols, k, dtype)
+        Qr, qr = self.data.set_gram_rows(self.dirs[cols], cols, k, dtype, GRAM_BLOCK, rays)  # positional: benchmarks wrap it
         self.rows += k
-        tri = sum((min(b0 + 512, k) - b0) * (n - b0) for b0 in range(0, k, 512))
-        self.flops += 2.0 * self.data.M * (tri + 2 * n * self.data.d)
+        tri = sum((min(b0 + GRAM_BLOCK, k) - b0) * (n - b0) for b0 in range(0, k, GRAM_BLOCK))
+        self.flops += 2.0 * self.data.M * (tri + (1 if rays else 2) * n * self.data.d)
         Q = torch.zeros(n, n, dtype=F64, device=S.device)
         Q[:n_old, :n_old] = self.Q
         pr, pc = pos[pats], pos[cols]
@@ -108,12 +108,12 @@ class _PatternSet:
 def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 0.02,
                  max_rounds: int = 100, few: int | None = None) -> _PatternSet:
     """Step 1 over a working set: the ray lasso over S, S grown by pricing every ray until at most
-    ``few`` (default ``P // 100``) ray features outside S correlate with the residual above
+    ``few`` (default ``P // 20``) ray features outside S correlate with the residual above
     ``beta (1 + slack)`` (module docstring; the tilts price those exactly and add them). Returns the
     pattern set (its ``dirs`` are the unit generators; ``last`` the operator pass at its point)."""
     P = data.P
     if few is None:
-        few = P // 100
+        few = P // 20
     fast = data.fast
     if fast == F64:
         slack = 1e-9
@@ -122,7 +122,7 @@ def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 
     # evenly spaced patterns (the generators are random, so this is a random sample): the features that
     # correlate most with x are near-duplicates, and starting from them was measured to need more rounds
     start = torch.linspace(0, P - 1, n0, device=data.device).round().long().unique()
-    ps.update(start, fast)
+    ps.update(start, fast, rays=True)
     ps.solve(beta, warm=False)
     for rnd in range(1, max_rounds + 1):
         V = ps.full_theta().unsqueeze(1) * ps.dirs
@@ -138,7 +138,7 @@ def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 
         ps.last = None
         grow = max(init, ps.S.numel())
         add = viol[corr[viol].argsort(descending=True)[:grow]]
-        ps.update(add, fast)
+        ps.update(add, fast, rays=True)
         ps.solve(beta)
     return ps
 
