@@ -55,6 +55,7 @@ bench: venv data
 smoke-nb: venv data
 	test -n "$(NB)" || { echo "usage: make smoke-nb NB=notebooks/NN_name.ipynb" >&2; exit 2; }
 	$(VENV)/bin/papermill "$(NB)" "$(NB)" -p scale smoke --cwd notebooks -k python3 --no-progress-bar
+	$(PY) -c "import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); nb.cells = [c for c in nb.cells if 'injected-parameters' not in c.metadata.get('tags', [])]; nbformat.write(nb, sys.argv[1])" "$(NB)"
 	$(VENV)/bin/nbstripout --keep-output --keep-count --keep-metadata-keys "metadata.widgets" \
 	  --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution" "$(NB)"
 	! grep -nE 'TqdmWarning|IProgress not found|$(CURDIR)|/\.venv/' "$(NB)" || { echo "$(NB): warning or absolute path in outputs (above)" >&2; exit 1; }
