@@ -167,7 +167,7 @@ class OptimumBudget:
 _OPTIMUM_BUDGETS = {
     "smoke": OptimumBudget(seeds=(0, 1, 2), adam_epochs=2, lbfgs_max_iter=30),
     "cpu": OptimumBudget(seeds=(0, 1, 2), adam_epochs=5, lbfgs_max_iter=120, time_limit=150.0,
-                         extra_seeds_all_noises=False, exact_time_limit=150.0),
+                         extra_seeds_all_noises=False, exact_time_limit=60.0),
     "paper": OptimumBudget(seeds=(0, 1, 2), adam_epochs=30, lbfgs_max_iter=5000),
 }
 
