@@ -94,7 +94,9 @@ def optimum_rows(runs: Sequence[DenoiseRun], exact: Sequence[ExactDual],
         row["primal_test"] = best.test_loss if best.test_loss is not None else float("nan")
         row["gap_test"] = (exact_test - row["primal_test"]) / row["primal_test"]
         rows.append(row)
-    return rows
+    # the same columns in every row (noise levels may have different numbers of seeds): the widest row's order
+    widest = max(rows, key=len) if rows else {}
+    return [{k: row.get(k, float("nan")) for k in widest} for row in rows]
 
 
 def seed_details(seeds: Sequence[ConvergedPrimal], d_p: float) -> dict:

@@ -41,7 +41,7 @@ def _figure(name: str) -> str:
     head = name.split(".")[0]
     if head.startswith("fig") and head[3:].isdigit():
         return f"Figure {int(head[3:])}"
-    return {"solver": "Ours: exact solver", "gen": "Ours: pattern generation"}.get(head, f"Ours: {head}")
+    return {"solver": "Ours: exact solver", "generation": "Ours: pattern generation"}.get(head, f"Ours: {head}")
 
 
 def _pair_key(name: str) -> str:
