@@ -15,7 +15,7 @@ from .cache import Cache
 from .config import DenoiseConfig
 from .data import DenoisingSet, load_mnist, mnist_denoising
 from .dual import DualNet, sample_generators
-from .dual_solver import DualSolution, solve_dual
+from .dual_solver import SOLVER_VERSION, DualSolution, solve_dual
 from .patches import extract_patches
 from .primal import PrimalNet, primal_objective
 from .training import History, train_dual, train_primal
@@ -118,15 +118,21 @@ def load_or_solve_exact_data(cfg: DenoiseConfig, train: DenoisingSet, G: torch.T
     ``G`` (d, P) defaults to the generators the paper's dual training samples for ``cfg``
     (:func:`paper_utils.dual.sample_generators` on the training patches with ``cfg.seed``), so a sweep
     that never built a :class:`DenoiseRun` solves the same program as its trained dual. The solve runs
-    on the device of ``G``. Cached under ``exact/`` by the configuration key and ``tol`` (``time_limit``
-    only bounds the work, so a solution that stopped on it is cached too: its ``converged`` and
-    ``status`` say so). The solver's history keeps the wall times of the run that computed it.
+    on the device of ``G``. Cached under ``exact/`` by the configuration key, ``tol`` and the solver's
+    :data:`~paper_utils.dual_solver.SOLVER_VERSION`. ``time_limit`` only bounds the work, so a solution
+    that stopped on it is cached too (its ``converged`` and ``status`` say so), and reused by a call with
+    the same or a shorter limit; a call with a longer limit (or none) solves again. The solver's history
+    keeps the wall times of the run that computed it.
     """
     cache = cache or Cache()
-    name = f"{cfg.label()}-{cfg.key()}-tol{tol:g}"
+    name = f"{cfg.label()}-{cfg.key()}-tol{tol:g}-s{SOLVER_VERSION}"
     payload = cache.load("exact", name)
     if payload is not None:
-        return ExactDual(DualSolution.from_dict(payload["solution"]), payload["rebuilt_objective"])
+        sol = DualSolution.from_dict(payload["solution"])
+        limit = payload.get("time_limit")
+        longer = limit is not None and (time_limit is None or time_limit > limit)
+        if sol.converged or not longer:
+            return ExactDual(sol, payload["rebuilt_objective"])
     Yp = extract_patches(train.noisy, cfg.kernel_size)
     if G is None:
         G = sample_generators(Yp, cfg.n_patterns, seed=cfg.seed)
@@ -141,7 +147,7 @@ def load_or_solve_exact_data(cfg: DenoiseConfig, train: DenoisingSet, G: torch.T
     batch = max(1, min(500, int(2e8 // max(1, net.n_filters * pixels_per_image))))
     rebuilt = primal_objective(net, train.noisy.cpu().double(), train.clean.cpu().double(),
                                cfg.beta, batch_size=batch)["objective"]
-    cache.save("exact", name, {"config": cfg.as_dict(), "tol": tol, "solution": sol.as_dict(),
+    cache.save("exact", name, {"config": cfg.as_dict(), "tol": tol, "time_limit": time_limit, "solution": sol.as_dict(),
                                "rebuilt_objective": rebuilt})
     return ExactDual(sol, rebuilt)
 

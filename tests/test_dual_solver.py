@@ -351,3 +351,14 @@ def test_nearest_rows_match_a_full_sort():
     want = dist.argsort(dim=0)[:40].T
     assert got.shape == (7, 40)
     assert torch.equal(got.sort(dim=1).values, want.sort(dim=1).values)
+
+
+def test_status_never_claims_certification_above_tol():
+    """A stop above tol says so: no 'certified to tol' status on a point whose gap exceeds tol."""
+    Y, x, G = _problem(100, 5, 10, 7)
+    for kwargs in (dict(max_tilts=0, dense_bytes=1.0), dict(dense_bytes=1.0), dict(time_limit=0.0)):
+        res = solve_dual(Y, x, G, 1e-3, tol=1e-12, **kwargs)
+        assert res.converged == (res.gap <= 1e-12)
+        if not res.converged:
+            assert res.status.startswith("NOT certified to tol"), (kwargs, res.status)
+            assert f"{res.gap:.2e}" in res.status

@@ -98,3 +98,20 @@ def test_exact_solution_is_cached_and_reproduces_the_dual(fake_mnist, tmp_cache,
     row, = experiments.exact_gap_rows([run], [again])
     assert row["cert_gap"] == sol.gap
     assert row["primal_vs_dP"] == (ph.train_objective[-1] - sol.objective) / sol.objective
+
+
+def test_time_limited_exact_solution_is_resolved_under_a_longer_limit(fake_mnist, tmp_cache, monkeypatch):
+    """A cached solve that stopped on its time limit is reused under the same limit, and solved again
+    (then cached as converged) when a later call allows more time; the name carries SOLVER_VERSION."""
+    cfg, tr, te = _tiny(fake_mnist)
+    G = torch.randn(cfg.kernel_size ** 2, 8, generator=torch.Generator().manual_seed(0))
+    cut = experiments.load_or_solve_exact_data(cfg, tr, G, tol=1e-10, time_limit=0.0)
+    assert not cut.solution.converged and cut.solution.status.startswith("NOT certified")
+    assert any(f"-s{experiments.SOLVER_VERSION}" in p.name for p in (tmp_cache / "exact").iterdir())
+    calls = []
+    real = experiments.solve_dual
+    monkeypatch.setattr(experiments, "solve_dual", lambda *a, **k: calls.append(k["time_limit"]) or real(*a, **k))
+    same = experiments.load_or_solve_exact_data(cfg, tr, G, tol=1e-10, time_limit=0.0)
+    assert calls == [] and same.solution.objective == cut.solution.objective
+    full = experiments.load_or_solve_exact_data(cfg, tr, G, tol=1e-10, time_limit=None)
+    assert calls == [None] and full.solution.objective <= cut.solution.objective

@@ -20,4 +20,8 @@ from .lasso import _lasso
 from .result import DualSolution
 from .solve import solve_dual
 
-__all__ = ["DualSolution", "GlobalSolution", "solve_dual", "solve_global"]
+#: bumped whenever a change can alter a returned solution or its status; cached solutions
+#: (``paper_utils.experiments.load_or_solve_exact_data``) carry it in their names
+SOLVER_VERSION = 2
+
+__all__ = ["SOLVER_VERSION", "DualSolution", "GlobalSolution", "solve_dual", "solve_global"]
