@@ -1,18 +1,10 @@
 r"""The result of the exact solver of eq. (4), :class:`DualSolution`, and its input checks.
 
-
-For the patch matrix ``Yp`` (M, d), targets ``x`` (M,) and generators ``G`` (d, P) with sign
-patterns ``D_i = diag(1[Yp g_i >= 0])``, :func:`solve_dual` solves
-
-.. math::
-    d_P = \min_{w_i, z_i \in K_i} \frac{1}{2M} \Big\| \sum_{i=1}^P D_i Yp (w_i - z_i) - x \Big\|_2^2
-          + \beta \sum_{i=1}^P \left( \|w_i\|_2 + \|z_i\|_2 \right),
-    \qquad K_i = \{ w : (2D_i - I)\, Yp\, w \ge 0 \},
-
-returns a point that satisfies every one of the ``2 M P`` cone constraints (up to floating point;
-``max_violation`` reports the largest, as :meth:`paper_utils.dual.DualNet.max_violation` defines it),
-so that the ReLU network of eq. (5) (:meth:`DualSolution.to_primal`) reproduces its predictions and
-its objective, and certifies it with a lower bound on ``d_P``.
+:func:`paper_utils.dual_solver.solve_dual` (its module docstring states the program) returns a point
+that satisfies every one of the ``2 M P`` cone constraints up to floating point (``max_violation``,
+as :meth:`paper_utils.dual.DualNet.max_violation` defines it), its certified lower bound on ``d_P``,
+and the eq. (5) ReLU network (:meth:`DualSolution.to_primal`) that reproduces its predictions and its
+objective.
 
 Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's).
 """

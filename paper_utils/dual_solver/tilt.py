@@ -32,6 +32,54 @@ from .data import F64
 from .lasso import _blocks, _lasso
 
 
+def _violated_best_responses(data, ws, beta, theta, grad, bound):
+    """The patterns to tilt at the current residual, shared by :func:`_tilt` and the working-set loop.
+
+    For every pattern whose dual constraint is violated (``c_j > beta`` for its active block, or for
+    the larger of its two blocks when it is inactive; ``theta`` (P,) the signed amplitudes, ``grad``
+    (P, d) and ``bound`` (2P,) from the last certificate) the block's best response, the exact cone
+    projection ``Pi_K(s_j)``. Returns ``(pats, proj, c)``: pattern indices (n,), projections (n, d) and
+    their norms (n,), all with ``c > beta``; or the stopping sentence when there is none to tilt.
+    """
+    P = data.P
+    s = torch.cat([-grad, grad])
+    use_z = (theta < 0) | ((theta == 0) & (bound[P:] > bound[:P]))
+    pats = (torch.where(use_z, bound[P:], bound[:P]) > beta).nonzero().squeeze(1)
+    blk = torch.where(use_z[pats], pats + P, pats)
+    proj, exact = _project_cones(data, ws, s[blk], blk)
+    if not exact:
+        return "tilted rays stopped: a cone projection did not finish its cutting planes"
+    c = torch.linalg.vector_norm(proj, dim=1)
+    keep = c > beta
+    if not bool(keep.any()):
+        if bool((bound > beta).any()):
+            return ("tilted rays stalled: the violated blocks are the opposite-sign blocks of active "
+                    "patterns, which one direction per pattern cannot represent")
+        return "tilted rays: no dual constraint is violated"
+    return pats[keep], proj[keep], c[keep]
+
+
+class _RoundRule:
+    """When the tilted-ray rounds stop (both loops): certified to ``tol``, out of time, or the
+    certified gap has not halved in ``patience`` rounds."""
+
+    def __init__(self, gap: float, patience: int):
+        self.best, self.since, self.patience = gap, 0, patience
+
+    def stop(self, gap: float, tol: float, out_of_time) -> str | None:
+        if gap <= tol:
+            return "tilted rays certified to tol"
+        if out_of_time():
+            return "time limit reached during the tilted rays"
+        if gap < 0.5 * self.best:
+            self.best, self.since = gap, 0
+        else:
+            self.since += 1
+            if self.since >= self.patience:
+                return f"tilted rays stalled at certified gap {self.best:.2e}"
+        return None
+
+
 def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state, assess, log,
           out_of_time, gap_now, patience: int = 3) -> str:
     """Step 2: tilted rays. Each pattern keeps one direction ``a_i`` in its cone; every pattern whose
@@ -43,25 +91,14 @@ def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state
     is violated, or when the gap has not halved in ``patience`` rounds. Updates ``Q``, ``q`` in place."""
     P = data.P
     exact_rows = data.fast == F64                 # are Q's rows float64-exact already?
-    best, since = gap_now(), 0
+    rule = _RoundRule(gap_now(), patience)
     for rnd in range(1, max_rounds + 1):
-        s = torch.cat([-grad, grad])
-        use_z = (theta < 0) | ((theta == 0) & (bound[P:] > bound[:P]))
-        pats = (torch.where(use_z, bound[P:], bound[:P]) > beta).nonzero().squeeze(1)
-        blk = torch.where(use_z[pats], pats + P, pats)
-        proj, exact = _project_cones(data, ws, s[blk], blk)
-        if not exact:
-            return "tilted rays stopped: a cone projection did not finish its cutting planes"
-        c = torch.linalg.vector_norm(proj, dim=1)
-        keep = c > beta
-        tilt = pats[keep]
-        if tilt.numel() == 0:
-            if bool((bound > beta).any()):
-                return ("tilted rays stalled: the violated blocks are the opposite-sign blocks of active "
-                        "patterns, which one direction per pattern cannot represent")
-            return "tilted rays: no dual constraint is violated"
+        found = _violated_best_responses(data, ws, beta, theta, grad, bound)
+        if isinstance(found, str):
+            return found
+        tilt, proj, c = found
         dirs = dirs.clone()
-        dirs[tilt] = proj[keep] / c[keep].unsqueeze(1)
+        dirs[tilt] = proj / c.unsqueeze(1)
         rows = tilt if exact_rows else torch.arange(P, device=dirs.device)
         exact_rows = True
         Qr, qr = data.direction_gram_rows(dirs, rows)
@@ -73,14 +110,7 @@ def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state
             f"{rows.numel()} Gram rows, {int((theta != 0).sum())} of {P} features active")
         gap = assess(_blocks(theta, dirs), "tilt")
         grad, bound = state["last"]
-        if gap <= tol:
-            return "tilted rays certified to tol"
-        if out_of_time():
-            return "time limit reached during the tilted rays"
-        if gap < 0.5 * best:
-            best, since = gap, 0
-        else:
-            since += 1
-            if since >= patience:
-                return f"tilted rays stalled at certified gap {best:.2e}"
+        stop = rule.stop(gap, tol, out_of_time)
+        if stop is not None:
+            return stop
     return f"tilted rays: {max_rounds} rounds"

@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import torch
 
-from .cones import _project_cones
 from .data import F64, GRAM_BLOCK
 from .lasso import _blocks, _lasso
+from .tilt import _RoundRule, _violated_best_responses
 
 
 class _PatternSet:
@@ -160,24 +160,12 @@ def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds,
     patterns. Stops as :func:`.tilt._tilt` does."""
     P = data.P
     exact_rows = data.fast == F64
-    best, since = gap_now(), 0
+    rule = _RoundRule(gap_now(), patience)
     for rnd in range(1, max_rounds + 1):
-        theta = ps.full_theta()
-        s = torch.cat([-grad, grad])
-        use_z = (theta < 0) | ((theta == 0) & (bound[P:] > bound[:P]))
-        pats = (torch.where(use_z, bound[P:], bound[:P]) > beta).nonzero().squeeze(1)
-        blk = torch.where(use_z[pats], pats + P, pats)
-        proj, exact = _project_cones(data, ws, s[blk], blk)
-        if not exact:
-            return "tilted rays stopped: a cone projection did not finish its cutting planes"
-        c = torch.linalg.vector_norm(proj, dim=1)
-        keep = c > beta
-        tilt, proj, c = pats[keep], proj[keep], c[keep]
-        if tilt.numel() == 0:
-            if bool((bound > beta).any()):
-                return ("tilted rays stalled: the violated blocks are the opposite-sign blocks of active "
-                        "patterns, which one direction per pattern cannot represent")
-            return "tilted rays: no dual constraint is violated"
+        found = _violated_best_responses(data, ws, beta, ps.full_theta(), grad, bound)
+        if isinstance(found, str):
+            return found
+        tilt, proj, c = found
         inS = ps.member()
         outside = (~inS[tilt]).nonzero().squeeze(1)
         cap = max(256, ps.S.numel())
@@ -202,14 +190,7 @@ def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds,
             f"{int((ps.theta != 0).sum())} of {P} features active")
         gap = assess(_blocks(ps.full_theta(), ps.dirs), "tilt")
         grad, bound = state["last"]
-        if gap <= tol:
-            return "tilted rays certified to tol"
-        if out_of_time():
-            return "time limit reached during the tilted rays"
-        if gap < 0.5 * best:
-            best, since = gap, 0
-        else:
-            since += 1
-            if since >= patience:
-                return f"tilted rays stalled at certified gap {best:.2e}"
+        stop = rule.stop(gap, tol, out_of_time)
+        if stop is not None:
+            return stop
     return f"tilted rays: {max_rounds} rounds"
