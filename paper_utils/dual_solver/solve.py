@@ -20,7 +20,7 @@ project's shared 2-core machine, so wall times are approximate):
    refinement* (:mod:`.barrier`), when the certified gap is still above ``tol``; the certificate is
    :mod:`.cones`, the chunked passes :mod:`.data`. Steps 1-2 run either on the P x P Gram matrix of
    all features (``gram="full"``) or over a working set of patterns grown by pricing
-   (``gram="working"``, :mod:`.workset`; the default from P = 4,000 on): the same certificate over all
+   (``gram="working"``, :mod:`.workset`; the default from P = 1,000 on): the same certificate over all
    P patterns, a smaller master problem. At ``cpu`` scale (P = 2,000, 1,536 active) the working set
    computes about half the Gram matmul flops (float64: about a third); see :mod:`.workset`.
 4. *Restoration and sparsity.* A barrier point is projected exactly onto the full cones (the
@@ -106,9 +106,10 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         gram: ``"full"``: steps 1-2 on the P x P Gram matrix of all features (:mod:`.lasso`,
             :mod:`.tilt`); ``"working"``: over a working set of patterns grown by pricing
             (:mod:`.workset`; the certificate still covers all P patterns); ``"auto"``: ``"working"``
-            when ``P >= 4000`` (paper scale: half the patterns inactive, the two P x P Gram passes
-            1.2e14 flops), else ``"full"`` (at ``cpu`` scale the working set halves the Gram flops but
-            was measured slower in wall time on the shared 2-core machine, see :mod:`.workset`).
+            when ``P >= 1000``, else ``"full"``. Measured at ``cpu`` scale (P = 2,000) on 2 quiet
+            cores: certified in 66 s against 98 s on the full path, the same optimum to 1e-11
+            (``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt``); below P = 1,000 the
+            first working set (``P // 2``, at least 256) is most of the patterns anyway.
         working_init: patterns in the first working set (default ``max(256, P // 2)``).
 
     Returns:
@@ -145,7 +146,7 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
                                      or working_init < 1):
         raise ValueError(f"working_init must be an int >= 1, got {working_init!r}")
     P = G.shape[1]
-    use_ws = gram == "working" or (gram == "auto" and P >= 4000)
+    use_ws = gram == "working" or (gram == "auto" and P >= 1000)
     out_dtype = Yp.dtype
     if dtype is None:
         dtype = F64 if (F64 in in_dtypes or M * P <= (1 << 25)) else torch.float32

@@ -35,8 +35,11 @@ certified optimum (objectives 1.4e-11 apart, both gaps 1.5e-10, max violation 7e
 float32 + 2,650 float64 against all P: 4.4 vs 8.8 TFLOP of Gram matmul, float64 part 2.1 vs 5.0
 TFLOP. The ray phase costs one or two more operator passes and warm lasso solves, and under that load
 the chunked passes ran at 5-15% of the dense rate (42% unloaded), so wall time did not follow the
-flops there (run 1: 533 s working vs 403 s full). With 77% of the patterns active at this scale the
-saving is bounded; it grows with the inactive share (about half at paper scale, P = 8,000).
+flops there (run 1: 533 s working vs 403 s full). On 2 quiet cores (nothing else running,
+``bench_solver_paths_cpu_2cores_quiet.txt``) the working set wins: certified in 65.9 s against 97.5 s
+(wall 69 vs 101 s; 5.3 vs 8.8 TFLOP of Gram matmul, its rows at 0.9-1.2 of the dense matmul rate), so
+``gram="auto"`` takes it from P = 1,000 on. With 77% of the patterns active at this scale the saving
+is bounded; it grows with the inactive share (about half at paper scale, P = 8,000).
 
 Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's);
 n = |S| patterns in the working set.
