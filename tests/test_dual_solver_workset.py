@@ -71,6 +71,26 @@ def test_lasso_warm_start_reaches_the_cold_solution():
     assert _lasso(Q[:0, :0], q[:0], 0.05).numel() == 0
 
 
+def test_lasso_meets_kkt_from_warm_starts_with_nearly_collinear_features():
+    """Nearly parallel features (a tilted direction beside its ray) and warm starts far from the
+    optimum: the result satisfies the KKT conditions (a stalled warm start is solved again cold)."""
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((300, 30))
+    F = torch.from_numpy(np.concatenate([base, base + 1e-4 * rng.standard_normal((300, 30))], axis=1))
+    y = torch.from_numpy(base @ rng.standard_normal(30) + 0.1 * rng.standard_normal(300))
+    Q, q, lam = F.T @ F / 300, F.T @ y / 300, 1e-3
+    cold = _lasso(Q, q, lam)
+    obj = lambda th: float(0.5 * th @ (Q @ th) - q @ th + lam * th.abs().sum())  # noqa: E731
+    for seed in range(6):
+        start = torch.from_numpy(np.random.default_rng(seed).standard_normal(60) * 10)
+        theta = cold if seed == 5 else _lasso(Q, q, lam, theta0=start)
+        g = Q @ theta - q
+        assert float(torch.cat([g[theta == 0].abs(), g.new_zeros(1)]).max()) <= lam * (1 + 1e-9)
+        nz = theta != 0
+        assert float(torch.cat([(g[nz] + lam * torch.sign(theta[nz])).abs(), g.new_zeros(1)]).max()) <= 1e-9
+        assert obj(theta) <= obj(cold) + 1e-12 * abs(obj(cold))
+
+
 def test_bad_gram_options():
     Y, x, G = _problem(60, 4, 5, 0)
     with pytest.raises(ValueError, match="gram"):
