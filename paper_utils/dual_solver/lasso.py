@@ -41,7 +41,7 @@ def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
     """
     theta, kkt = _lasso_run(Q, q, lam, fista_iters, max_rounds, theta0)
     if theta0 is not None and not kkt:
-        theta, kkt = _lasso_run(Q, q, lam, fista_iters, max_rounds, None)
+        theta, _ = _lasso_run(Q, q, lam, fista_iters, max_rounds, None)
     return theta
 
 
