@@ -109,8 +109,8 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
             when ``P >= 1000``, else ``"full"``. Measured at ``cpu`` scale (P = 2,000) on 2 quiet
             cores: certified in 66 s against 98 s on the full path, the same optimum to 1e-11
             (``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt``); below P = 1,000 the
-            first working set (``P // 2``, at least 256) is most of the patterns anyway.
-        working_init: patterns in the first working set (default ``max(256, P // 2)``).
+            first working set (``P // 4``, at least 256) is most of the patterns anyway.
+        working_init: patterns in the first working set (default ``max(256, P // 4)``).
 
     Returns:
         :class:`DualSolution`.
@@ -194,7 +194,7 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     # -- step 1: the ray lasso (exact, feasible by construction) ------------------------------------
     Gh = data.Gh.T
     if use_ws:
-        init = working_init if working_init is not None else max(256, P // 2)
+        init = working_init if working_init is not None else max(256, P // 4)
         pset = _ray_workset(data, beta, init, log, out_of_time)
         theta = pset.full_theta()
         log(f"ray   lasso over a working set of {pset.S.numel()} patterns solved: "

@@ -139,7 +139,8 @@ class _PatternSet:
 
 
 def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 0.02,
-                 max_rounds: int = 100, few: int | None = None) -> _PatternSet:
+                 max_rounds: int = 100, few: int | None = None, grow_frac: float = 0.5,
+                 prune: float = 0.05) -> _PatternSet:
     """Step 1 over a working set: the ray lasso over S, S grown by pricing every ray until at most
     ``few`` (default ``P // 100``) ray features outside S correlate with the residual above
     ``beta (1 + slack)`` (module docstring; the tilts price those exactly and add them). Returns the
@@ -161,6 +162,7 @@ def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 
         ps.last = data.loss_grad(ps.point())
         grad = ps.last[2]
         corr = (ps.dirs * grad).sum(1).abs()                      # |f_i^T r| / M for every pattern
+        corr_all = corr.clone()
         corr[ps.S] = 0.0
         viol = (corr > beta * (1 + slack)).nonzero().squeeze(1)
         log(f"ray   working set round {rnd}: {ps.S.numel()} patterns, {int((ps.theta != 0).sum())} active, "
@@ -168,7 +170,11 @@ def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 
         if viol.numel() <= few or out_of_time():               # the tilts price the last few exactly
             break
         ps.last = None
-        grow = max(init, ps.S.numel())
+        # members at zero whose constraint is slack by more than ``prune`` leave S before the new
+        # rows are computed (they rejoin when priced violated again): rows cost |S| each
+        drop = (ps.theta == 0) & (corr_all[ps.S] < beta * (1 - prune))
+        ps.keep(~drop)
+        grow = max(1, int(grow_frac * max(init, ps.S.numel())))
         add = viol[corr[viol].argsort(descending=True)[:grow]]
         ps.update(add, fast, rays=True)
         # rows in float32: solve the model with the exact gradient at the current point (iterative
