@@ -17,9 +17,11 @@ P x P Gram matrix, its recomputed rows and the lasso's factorisations (~0.5 GB e
 3.7 GB for the whole process (data and trained models included); certified gap 8.1e-4 (ray lasso,
 658 s) -> 1.4e-4 -> 1.05e-7 after two rounds of tilted rays, 1,797 s in all, max violation 8e-9.
 
-Dtype policy: the ray Gram pass and the ranking of the rows nearest each ``g_i`` (results used only
-as a starting point; step 2 recomputes the Gram rows in float64) run in float32 when ``M P > 2^25`` and no input is float64 (``dtype=`` picks
-it); every pass that feeds the certificate, a feasibility check or a reported number, and all the
+Dtype policy: the Gram passes and the ranking of the rows nearest each ``g_i`` run in float32 when
+``M P > 2^25`` and no input is float64 (``dtype=`` picks it). Their results only shape the master
+problem: the full-Gram path recomputes the tilted rows in float64 (:meth:`direction_gram_rows`), the
+working-set path keeps float32 rows and makes the lasso exact by iterative refinement on the float64
+operator pass (:func:`paper_utils.dual_solver.workset._refine_lasso`). Every pass that feeds the certificate, a feasibility check or a reported number, and all the
 small linear algebra (lasso, barrier Newton systems, cone projections), runs in float64. A float32
 certificate was measured to misjudge ``max_j c_j / beta`` by several percent at M = 470,400 (it is a
 small difference of sums over M rows), and float32 margins cannot tell an active constraint from a

@@ -21,8 +21,9 @@ project's shared 2-core machine, so wall times are approximate):
    :mod:`.cones`, the chunked passes :mod:`.data`. Steps 1-2 run either on the P x P Gram matrix of
    all features (``gram="full"``) or over a working set of patterns grown by pricing
    (``gram="working"``, :mod:`.workset`; the default from P = 1,000 on): the same certificate over all
-   P patterns, a smaller master problem. At ``cpu`` scale (P = 2,000, 1,536 active) the working set
-   computes about half the Gram matmul flops (float64: about a third); see :mod:`.workset`.
+   P patterns, a smaller master problem whose float32 Gram rows are made exact by iterative
+   refinement on the float64 operator pass. At ``cpu`` scale (P = 2,000, 1,536 active) the working
+   set computes about half the Gram matmul flops, all in float32; see :mod:`.workset`.
 4. *Restoration and sparsity.* A barrier point is projected exactly onto the full cones (the
    cutting-plane Lawson-Hanson above) and certified; blocks strictly inside the dual constraint
    (``c_j < beta``: zero at the optimum by complementary slackness), which the barrier leaves tiny but
@@ -107,9 +108,10 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
             :mod:`.tilt`); ``"working"``: over a working set of patterns grown by pricing
             (:mod:`.workset`; the certificate still covers all P patterns); ``"auto"``: ``"working"``
             when ``P >= 1000``, else ``"full"``. Measured at ``cpu`` scale (P = 2,000) on 2 quiet
-            cores: certified in 66 s against 98 s on the full path, the same optimum to 1e-11
-            (``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt``); below P = 1,000 the
-            first working set (``P // 4``, at least 256) is most of the patterns anyway.
+            cores: certified in 50 s against 78 s on the full path, the same optimum to 2e-10
+            (``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt``); at paper scale
+            (P = 8,000) in 261 s (``bench_solver_paths_paper_P8000_2cores.txt``). Below P = 1,000
+            the first working set (``P // 4``, at least 256) is a large share of the patterns.
         working_init: patterns in the first working set (default ``max(256, P // 4)``).
 
     Returns:

@@ -9,37 +9,46 @@ by the fused operator pass (``2 M P d`` flops per matmul, :meth:`_Data.loss_grad
 gradient of feature i is ``a_i . grad_i``):
 
 1. *Ray phase.* Start from ``init`` evenly spaced patterns (a random sample: the generators are
-   random); solve the ray lasso over S (warm-started active-set Newton, :func:`._lasso`), price every
-   pattern by ``|a_i . grad_i|`` (exact, float64) and add those above ``beta (1 + slack)``, most
-   violated first (at most ``|S|`` per round), until at most ``P / 100`` are left (step 2 prices
-   them exactly). Stopping at ``P / 20`` (72 left at ``cpu`` scale) saved one pass but made the tilts
-   join 117 patterns at poor residuals and tilt 839 rows in round 2 instead of 404 (run 2). Rows in the fast dtype (float32 at scale;
-   ``slack`` = 2% covers the float32 Gram's misstatement of the constraints, measured up to 1.1%
-   at ``cpu`` scale), computed against S only; the symmetric block as its upper triangle
-   (:meth:`_Data.set_gram_rows`), so that growing S to its final size costs about ``M |S|^2`` flops.
+   random); solve the ray lasso over S (from zero, by forward growth of its support,
+   :func:`._lasso_grow`), price every pattern by ``|a_i . grad_i|`` (exact, float64) and add those
+   above ``beta (1 + slack)``, most violated first (at most half of ``max(init, |S|)`` per round),
+   until at most ``P / 100`` are left (step 2 prices them exactly). Before a round's rows are
+   computed, members at zero amplitude whose constraint is slack by more than 5% leave S (they rejoin
+   when priced violated again). Stopping at ``P / 20`` (72 left at ``cpu`` scale) saved one pass but
+   made the tilts join 117 patterns at poor residuals and tilt 839 rows in round 2 instead of 404.
+   Rows in the fast dtype (float32 at scale; ``slack`` = 2% covers the float32 Gram's misstatement of
+   the constraints, measured up to 1.1% at ``cpu`` scale), computed against S only; the symmetric
+   block as its upper triangle (:meth:`_Data.set_gram_rows`), so that growing S to its final size
+   costs about ``M |S|^2`` flops. Each lasso after the first uses the exact gradient of the last
+   operator pass (the model of :func:`_refine_lasso`).
 2. *Tilted rays over S* (as :mod:`.tilt`). Every round computes the certificate over ALL P patterns
    (as every other step does); the patterns whose dual constraint is violated get their best-response
-   direction; those outside S join it (most violated first), the others' rows are recomputed against S
-   (every row of S in float64 in the first round when step 1 ran in float32). Patterns with zero
-   amplitude and no violation leave S before the rows are computed (they rejoin when priced violated).
-   The lasso over S is solved again (warm start) and the point assessed.
+   direction; those outside S join it (most violated first), and the tilted rows are recomputed
+   against S in the fast dtype. Patterns with zero amplitude and no violation leave S before the rows
+   are computed (they rejoin when priced violated). The lasso over S is then made exact by
+   :func:`_refine_lasso`: an operator pass at the tilted point gives the exact gradient, and the lasso
+   whose quadratic is the float32 ``Q`` and whose gradient there is exact is solved; one step took the
+   exact KKT violation from about 20 beta to 1e-5 beta at both scales (a certified gap of about
+   ``delta^2``, so far below ``tol``), after which the lasso's own stopping rule is the limit.
 
 The certificate, and therefore the result, is the same as on the full-Gram path: every point is
 feasible for the full cones, and its lower bound comes from the residual's dual constraints over all
-P patterns. Only the master problem is smaller.
+P patterns. Only the master problem is smaller and in float32.
 
-Measured at ``cpu`` scale (sigma 0.5, beta 1e-5), both paths in one process on 2 cores shared with
-other jobs (load 4-8; ``benchmarks/results/bench_solver_paths_cpu_2cores_run*.txt``): the same
-certified optimum (objectives 1.4e-11 apart, both gaps 1.5e-10, max violation 7e-9). Gram rows:
-1,933 float32 (ray phase) + 1,945 float64 against S (1,536 patterns after pruning) instead of 2,000
-float32 + 2,650 float64 against all P: 4.4 vs 8.8 TFLOP of Gram matmul, float64 part 2.1 vs 5.0
-TFLOP. The ray phase costs one or two more operator passes and warm lasso solves, and under that load
-the chunked passes ran at 5-15% of the dense rate (42% unloaded), so wall time did not follow the
-flops there (run 1: 533 s working vs 403 s full). On 2 quiet cores (nothing else running,
-``bench_solver_paths_cpu_2cores_quiet.txt``) the working set wins: certified in 65.9 s against 97.5 s
-(wall 69 vs 101 s; 5.3 vs 8.8 TFLOP of Gram matmul, its rows at 0.9-1.2 of the dense matmul rate), so
-``gram="auto"`` takes it from P = 1,000 on. With 77% of the patterns active at this scale the saving
-is bounded; it grows with the inactive share (about half at paper scale, P = 8,000).
+Measured on 2 quiet cores (sigma 0.5, beta 1e-5, one process, nothing else running;
+``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt`` and
+``bench_solver_paths_paper_P8000_2cores.txt``):
+
+- ``cpu`` scale (P = 2,000, 1,536 active): certified at 50.3 s against 78.4 s on the full path,
+  objectives 2e-10 apart; 4,290 float32 Gram rows against S (4.9 TFLOP) instead of 2,000 float32 +
+  2,648 float64 rows against all P (8.8 TFLOP). The previous version of this loop (float64 rows in
+  the tilts, warm-started lasso, first set P/2) took 65.9 s.
+- paper scale (P = 8,000, 4,025 active): certified gap 2.6e-8 at 261 s (wall 274 s), 11,996 float32
+  rows (31.4 TFLOP, at 0.87 of the dense float32 rate); the previous version took 526 s (13,020
+  rows, float64 in the tilts, 157 s in warm-started lassos, the ray phase's S growing to 6,840).
+- On a loaded machine (load 4-8, ``bench_solver_paths_cpu_2cores_run*.txt``, older code) the chunked
+  passes ran at 5-15% of the dense rate and the working set lost to the full path on wall time: time
+  it on quiet cores.
 
 Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's);
 n = |S| patterns in the working set.
