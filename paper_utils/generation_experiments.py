@@ -26,7 +26,7 @@ from .cache import Cache
 from .config import DenoiseConfig
 from .data import load_mnist, mnist_denoising
 from .dual import sample_generators
-from .dual_solver import solve_dual, solve_global
+from .dual_solver import SOLVER_VERSION, solve_dual, solve_global
 from .patches import extract_patches
 
 __all__ = ["SETTINGS", "GenerationResult", "run_generation", "small_certified", "patterns_to_reach",
@@ -78,7 +78,7 @@ def run_generation(cfg: DenoiseConfig, scale: str, *, device="cpu", cache: Cache
     s = SETTINGS[scale]
     cache = cache or Cache()
     name = f"{cfg.label()}-{cfg.key()}-{scale}-" + "-".join(f"{k}{v}" for k, v in s.items() if k != "random_P") \
-        + "-P" + "_".join(map(str, s["random_P"]))
+        + "-P" + "_".join(map(str, s["random_P"])) + f"-s{SOLVER_VERSION}"
     payload = cache.load("generation", name)
     if payload is not None:
         return GenerationResult(**payload["result"])
