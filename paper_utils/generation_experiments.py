@@ -23,14 +23,15 @@ import numpy as np
 import torch
 
 from .cache import Cache
-from .config import DenoiseConfig
+from .config import DenoiseConfig, optimum_budget
+from .convergence import converge_primal
 from .data import load_mnist, mnist_denoising
 from .dual import sample_generators
 from .dual_solver import SOLVER_VERSION, solve_dual, solve_global
 from .patches import extract_patches
 
-__all__ = ["SETTINGS", "GenerationResult", "run_generation", "small_certified", "patterns_to_reach",
-           "plot_generation"]
+__all__ = ["SETTINGS", "GenerationResult", "run_generation", "converged_primal_objectives", "small_certified",
+           "patterns_to_reach", "plot_generation"]
 
 #: per scale: images used, random sample sizes, initial random patterns, rounds and patterns added per
 #: round, time limit of the generation (s). The initial sample has no antipodes here: with g and -g both
@@ -98,6 +99,34 @@ def run_generation(cfg: DenoiseConfig, scale: str, *, device="cpu", cache: Cache
     return res
 
 
+def converged_primal_objectives(cfg: DenoiseConfig, scale: str, *, device="cpu", cache: Cache | None = None,
+                                progress: bool = False) -> list[dict]:
+    """The primal of eq. (2) at the paper's width (m = ``cfg.n_filters``) trained to convergence on the
+    same images as :func:`run_generation`, from each seed of the scale's optimum budget
+    (:func:`paper_utils.config.optimum_budget`: Adam, then L-BFGS until the stopping rule or the
+    budget); cached. Each entry: ``seed``, ``objective`` (eq. 2 with weight decay ``beta``: an upper
+    bound on the full program's ``p*``, comparable with eq. (4)'s objectives), ``converged``,
+    ``stop_reason``, ``seconds``."""
+    s, budget = SETTINGS[scale], optimum_budget(scale)
+    cache = cache or Cache()
+    name = (f"{cfg.label()}-{cfg.key()}-{scale}-primal-n_images{s['n_images']}-seeds{'_'.join(map(str, budget.seeds))}"
+            f"-a{budget.adam_epochs}-l{budget.lbfgs_max_iter}-t{budget.time_limit}")
+    payload = cache.load("generation", name)
+    if payload is not None:
+        return payload["seeds"]
+    Yp, x = _problem(cfg, s["n_images"], device)
+    out = []
+    for seed in budget.seeds:
+        r = converge_primal(Yp.float(), x.float(), cfg.beta, n_filters=cfg.n_filters, init_seed=seed,
+                            adam_epochs=budget.adam_epochs, lr=cfg.lr_primal, batch_size=cfg.batch_size,
+                            rows_per_image=Yp.shape[0] // s["n_images"], lbfgs_max_iter=budget.lbfgs_max_iter,
+                            time_limit=budget.time_limit, progress=progress)
+        out.append({"seed": seed, "objective": r.objective, "converged": r.converged,
+                    "stop_reason": r.stop_reason, "seconds": r.seconds})
+    cache.save("generation", name, {"seeds": out})
+    return out
+
+
 def small_certified(*, image: int = 0, M: int = 16, beta: float = 1e-3, seed: int = 0):
     """solve_global on an enumerable problem: ``M`` 2 x 2 windows (d = 4) of one MNIST training digit
     around its strokes, target the pixel diagonally below; returns the :class:`GlobalSolution`."""
@@ -117,14 +146,17 @@ def patterns_to_reach(P: list, objective: list, target: float) -> int | None:
     return min(hits) if hits else None
 
 
-def plot_generation(ax, res: GenerationResult, *, primal: list | None = None):
-    """Objective against the number of patterns: random samples vs generated patterns; returns ``ax``."""
+def plot_generation(ax, res: GenerationResult, *, primal: list | None = None, m: int | None = None):
+    """Objective against the number of patterns: random samples vs generated patterns, with the
+    objectives of converged primal networks (``primal``, width ``m``) as lines; returns ``ax``."""
     ax.plot(res.random_P, res.random_objective, "o-", label="random patterns (certified d_P)")
     gp = [r["patterns"] for r in res.rounds]
     ax.plot(gp, [r["objective"] for r in res.rounds], "s-", label="generated patterns (solve_global rounds)")
-    ax.axhline(res.best_objective, color="k", ls=":", lw=1, label=f"best found {res.best_objective:.5g}")
+    best = min([res.best_objective] + list(primal or []))
+    ax.axhline(best, color="k", ls=":", lw=1, label=f"best found by any method {best:.5g}")
     for i, obj in enumerate(primal or []):
-        ax.axhline(obj, color="C3", ls="--", lw=1, label="converged primal (m = 512)" if i == 0 else None)
+        ax.axhline(obj, color="C3", ls="--", lw=1,
+                   label=f"converged primal, {len(primal)} seeds (m = {m})" if i == 0 else None)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("number of sign patterns P")
     ax.set_ylabel("objective of eq. (4) (feasible point)")
