@@ -39,7 +39,7 @@ __all__ = ["SETTINGS", "GenerationResult", "run_generation", "converged_primal_o
 #: slower at this size (measured at smoke size: 32 s against 0.8 s).
 SETTINGS = {
     "smoke": dict(n_images=20, random_P=(32, 64, 128, 256), n_init=32, rounds=4, add=32, time_limit=None),
-    "cpu": dict(n_images=50, random_P=(64, 128, 256, 512, 1024), n_init=64, rounds=6, add=64, time_limit=150),
+    "cpu": dict(n_images=50, random_P=(64, 128, 256, 512, 1024), n_init=64, rounds=14, add=64, time_limit=150),
     "paper": dict(n_images=600, random_P=(500, 1000, 2000, 4000, 8000), n_init=500, rounds=20, add=500,
                   time_limit=3600),
 }
