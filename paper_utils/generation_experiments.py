@@ -146,9 +146,9 @@ def patterns_to_reach(P: list, objective: list, target: float) -> int | None:
     return min(hits) if hits else None
 
 
-def plot_generation(ax, res: GenerationResult, *, primal: list | None = None, m: int | None = None):
+def plot_generation(ax, res: GenerationResult, *, primal: list | None = None, primal_label: str = "primal"):
     """Objective against the number of patterns: random samples vs generated patterns, with the
-    objectives of converged primal networks (``primal``, width ``m``) as lines; returns ``ax``."""
+    objectives of primal networks (``primal``, labelled ``primal_label``) as lines; returns ``ax``."""
     ax.plot(res.random_P, res.random_objective, "o-", label="random patterns (certified d_P)")
     gp = [r["patterns"] for r in res.rounds]
     ax.plot(gp, [r["objective"] for r in res.rounds], "s-", label="generated patterns (solve_global rounds)")
@@ -156,7 +156,7 @@ def plot_generation(ax, res: GenerationResult, *, primal: list | None = None, m:
     ax.axhline(best, color="k", ls=":", lw=1, label=f"best found by any method {best:.5g}")
     for i, obj in enumerate(primal or []):
         ax.axhline(obj, color="C3", ls="--", lw=1,
-                   label=f"converged primal, {len(primal)} seeds (m = {m})" if i == 0 else None)
+                   label=primal_label if i == 0 else None)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("number of sign patterns P")
     ax.set_ylabel("objective of eq. (4) (feasible point)")
