@@ -181,6 +181,18 @@ def test_without_enumeration_the_bound_is_sound_and_the_stop_says_search():
         assert (res.objective - ref) / res.objective <= 1e-6 + 1e-9
 
 
+def test_time_limit_starts_no_round_that_would_end_past_it():
+    """A limit shorter than one round: the first round's result comes back and the stop says why
+    (no further round is started), with the bound still sound."""
+    M, d, beta = 14, 3, 1e-2
+    Y, x = _gaussian(M, d, 7)
+    ref = _full_cvxpy(Y, x, beta)
+    res = solve_global(Y, x, beta, n_init=3, exact=False, seed=1, time_limit=1e-9)
+    assert len(res.rounds) == 1 and res.rounds[0]["added"] == 0
+    assert res.stop_reason.startswith("time_limit") or "search" in res.stop_reason
+    assert res.lower_bound <= ref * (1 + 1e-9)
+
+
 def test_sampled_optimum_is_above_full_and_solution_api():
     M, d, beta = 12, 3, 1e-2
     Y, x = _gaussian(M, d, 0)
