@@ -24,7 +24,7 @@ import torch
 
 from .cache import Cache
 from .config import DenoiseConfig, optimum_budget
-from .convergence import converge_primal
+from .convergence import CONVERGENCE_CODE_VERSION, converge_primal
 from .data import load_mnist, mnist_denoising
 from .dual import sample_generators
 from .dual_solver import SOLVER_VERSION, solve_dual, solve_global
@@ -110,7 +110,7 @@ def converged_primal_objectives(cfg: DenoiseConfig, scale: str, *, device="cpu",
     s, budget = SETTINGS[scale], optimum_budget(scale)
     cache = cache or Cache()
     name = (f"{cfg.label()}-{cfg.key()}-{scale}-primal-n_images{s['n_images']}-seeds{'_'.join(map(str, budget.seeds))}"
-            f"-a{budget.adam_epochs}-l{budget.lbfgs_max_iter}-t{budget.time_limit}")
+            f"-a{budget.adam_epochs}-l{budget.lbfgs_max_iter}-t{budget.time_limit}-v{CONVERGENCE_CODE_VERSION}")
     payload = cache.load("generation", name)
     if payload is not None:
         return payload["seeds"]

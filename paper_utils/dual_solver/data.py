@@ -21,8 +21,8 @@ Dtype policy: the Gram passes and the ranking of the rows nearest each ``g_i`` r
 ``M P > 2^25`` and no input is float64 (``dtype=`` picks it). Their results only shape the master
 problem: the full-Gram path recomputes the tilted rows in float64 (:meth:`direction_gram_rows`), the
 working-set path keeps float32 rows and makes the lasso exact by iterative refinement on the float64
-operator pass (:func:`paper_utils.dual_solver.workset._refine_lasso`). Every pass that feeds the certificate, a feasibility check or a reported number, and all the
-small linear algebra (lasso, barrier Newton systems, cone projections), runs in float64. A float32
+operator pass (:func:`paper_utils.dual_solver.workset._refine_lasso`). Every pass that feeds the
+certificate, a feasibility check or a reported number, and all the small linear algebra (lasso, barrier Newton systems, cone projections), runs in float64. A float32
 certificate was measured to misjudge ``max_j c_j / beta`` by several percent at M = 470,400 (it is a
 small difference of sums over M rows), and float32 margins cannot tell an active constraint from a
 violated one at the 1e-9 level the cuts need. ``W``, ``Z`` come back in the dtype of ``Yp``. Devices:
@@ -282,8 +282,8 @@ class _Data:
         A threshold scan: the first chunk's K smallest ``|yhat_p . g_i|`` per generator by ``topk``;
         after that only the entries below each generator's current K-th value are candidates, and
         only the generators that have one are merged (a few hundred per chunk once the thresholds have
-        settled). Chunks of about 64M numbers (``chunk_rows`` when given). Measured at paper size (M = 470,400, P = 8,000,
-        K = 128, 2 cores): 6 s against 28 s for a running ``topk`` over every chunk (the previous
+        settled). Chunks of about 64M numbers (``chunk_rows`` when given). Measured at paper size
+        (M = 470,400, P = 8,000, K = 128, 2 cores): 6 s against 28 s for a running ``topk`` over every chunk (the previous
         kernel; 49 s inside a solve), the same sets."""
         self.passes += 1
         P, dev = self.P, self.device

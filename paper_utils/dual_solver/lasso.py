@@ -37,8 +37,8 @@ def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
 
     Without ``theta0``: :func:`_lasso_grow` (forward growth of the support). With it: active-set
     Newton steps from ``theta0`` (:func:`_lasso_run`); a warm start that ends without the KKT
-    conditions is solved again by growth: warm-started active-set steps can stall far from the optimum when new, nearly
-    collinear features join (measured at paper scale, P = 8,000: the working-set loop's lasso kept
+    conditions is solved again by growth: warm-started active-set steps can stall far from the
+    optimum when new, nearly collinear features join (measured at paper scale, P = 8,000: the working-set loop's lasso kept
     the same 4,019 features active while 2,164 violated patterns joined, and its objective rose).
     """
     if theta0 is not None:

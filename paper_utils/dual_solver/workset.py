@@ -136,12 +136,17 @@ class _PatternSet:
         """``v_i = theta_i a_i`` (P, d) of the current amplitudes and directions."""
         return self.full_theta().unsqueeze(1) * self.dirs
 
+    def exact_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        """``a_i . grad_i`` (n,) over S: the loss gradient of the lasso over S, from the operator pass's
+        ``grad`` (P, d) (float64, exact)."""
+        return (self.dirs[self.S] * grad[self.S]).sum(1)
+
     def exact_kkt(self, fresh, beta: float) -> tuple[torch.Tensor, float]:
         """The exact gradient ``a_i . grad_i`` (n,) of the loss over S from the operator pass ``fresh``
         (:meth:`_Data.loss_grad` at :meth:`point`), and the largest violation of the lasso's KKT
         conditions over S relative to ``beta``: ``|g_i + beta sign theta_i|`` on the support,
         ``|g_i| - beta`` off it."""
-        g = (self.dirs[self.S] * fresh[2][self.S]).sum(1)
+        g = self.exact_gradient(fresh[2])
         act = self.theta != 0
         err = torch.where(act, (g + beta * torch.sign(self.theta)).abs(), (g.abs() - beta).clamp_min(0))
         return g, (float(err.max()) / max(beta, 1e-300) if err.numel() else 0.0)
@@ -189,11 +194,11 @@ def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 
         # rows in float32: solve the model with the exact gradient at the current point (iterative
         # refinement, :func:`_refine_lasso`); the new members' gradient is their pricing
         # (solved from zero by growth, :func:`._lasso_grow`: warm starts took 2-5x longer at paper scale)
-        ps.solve(beta, warm=False, g_exact=None if fast == F64 else (ps.dirs[ps.S] * grad[ps.S]).sum(1))
+        ps.solve(beta, warm=False, g_exact=None if fast == F64 else ps.exact_gradient(grad))
     return ps
 
 
-def _refine_lasso(data, ps: _PatternSet, beta: float, fresh=None, eps: float = 1e-4, max_steps: int = 10):
+def _refine_lasso(data, ps: _PatternSet, beta: float, eps: float = 1e-4, max_steps: int = 10):
     """Iterative refinement of the lasso over S when its Gram rows are in float32.
 
     The rows ``Q`` are then exact to about 1e-7 relatively, which misstates the lasso gradient by up
@@ -202,10 +207,9 @@ def _refine_lasso(data, ps: _PatternSet, beta: float, fresh=None, eps: float = 1
     ``cpu`` scale) gives the exact gradient at the current amplitudes; each step solves the lasso whose
     quadratic is ``Q`` and whose gradient at the current point is the exact one. A fixed point meets
     the exact KKT conditions; the error contracts by about ``||Q^-1 (Q - Q_exact)||`` per step.
-    Returns the operator pass at the final point (for the certificate), the steps taken and the
-    largest KKT violation relative to ``beta``."""
-    if fresh is None:
-        fresh = data.loss_grad(ps.point())
+    Returns the operator pass at the final point (for the certificate) and the largest KKT violation
+    relative to ``beta`` before each step and at the end (steps taken: its length minus one)."""
+    fresh = data.loss_grad(ps.point())
     errs = []
     for _ in range(max_steps):
         g, err = ps.exact_kkt(fresh, beta)
