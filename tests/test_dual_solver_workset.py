@@ -145,3 +145,47 @@ def test_lasso_growth_reaches_kkt_and_the_cvxpy_optimum(seed, n, collinear):
     ref = prob.value - float(y @ y) / 4000                 # the same objective without its constant
     assert obj(grown) <= ref + 1e-7 * abs(ref)
     assert _lasso(Q, q, lam).allclose(grown)              # the public entry point takes this path
+
+
+def test_round_rule_margin_scales_with_tol_and_shrinks_after_a_stalled_partial_round():
+    """Violations below ``tol obj / (2 reg)`` are left alone (they cost < tol / 2 of certified gap);
+    a round that left some alone and did not cut the gap tenfold divides the margin by 100."""
+    from paper_utils.dual_solver.tilt import _RoundRule
+
+    rule = _RoundRule(gap=1e-2, patience=3)
+    assert rule.margin(1e-6, obj=2.0, reg=0.04) == pytest.approx(0.5 * 1e-6 * 2.0 / 0.04)
+    assert rule.margin(1.0, obj=2.0, reg=0.04) == 1e-2                 # capped
+    assert rule.margin(1e-6, obj=2.0, reg=0.0) == 0.0
+    rule.stop(1e-4, 1e-6, lambda: False, skipped=True)                 # 100x smaller: not a miss
+    assert rule.misses == 0
+    rule.stop(5e-5, 1e-6, lambda: False, skipped=True)                 # stalled with some left alone
+    assert rule.misses == 1
+    assert rule.margin(1e-6, obj=2.0, reg=0.04) == pytest.approx(0.5 * 1e-6 * 2.0 / 0.04 / 100)
+    rule.stop(4e-5, 1e-6, lambda: False, skipped=False)
+    assert rule.misses == 1
+    assert rule.stop(1e-7, 1e-6, lambda: False, skipped=True) == "tilted rays certified to tol"
+
+
+def test_violated_best_responses_leave_small_violations_alone():
+    """With a margin, exactly the violated patterns with ``c_j > beta (1 + margin)`` are returned, with
+    the same best responses, and the others are counted; without any above it, all violated ones."""
+    from paper_utils.dual_solver.cones import _WorkingSets, _certificate
+    from paper_utils.dual_solver.tilt import _violated_best_responses
+
+    Y, x, G = _problem(3000, 6, 40, 5)
+    data = _Data(torch.from_numpy(Y), torch.from_numpy(x), torch.from_numpy(G), torch.float64, None)
+    ws = _WorkingSets(data, 64, 512)
+    theta = torch.zeros(40, dtype=torch.float64)
+    sq, rx, grad = data.loss_grad(torch.zeros(40, 6, dtype=torch.float64))
+    beta = 0.5 * float(torch.linalg.vector_norm(grad, dim=1).max())
+    _, ratio, bound = _certificate(data, ws, beta, float(sq), float(rx), grad)
+    assert ratio > 1
+    pats0, proj0, c0, skipped0 = _violated_best_responses(data, ws, beta, theta, grad, bound)
+    assert skipped0 == 0 and bool((c0 > beta).all()) and pats0.numel() >= 3
+    margin = float(c0.median()) / beta - 1
+    pats, proj, c, skipped = _violated_best_responses(data, ws, beta, theta, grad, bound, margin)
+    big = c0 > beta * (1 + margin)
+    assert torch.equal(pats, pats0[big]) and skipped == int((~big).sum()) > 0
+    assert torch.allclose(proj, proj0[big], rtol=0, atol=1e-12 * float(c0.max()))
+    pats, _, _, skipped = _violated_best_responses(data, ws, beta, theta, grad, bound, 10.0)
+    assert torch.equal(pats, pats0) and skipped == 0

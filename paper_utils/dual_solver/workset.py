@@ -234,10 +234,11 @@ def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds,
     fast = data.fast
     rule = _RoundRule(gap_now(), patience)
     for rnd in range(1, max_rounds + 1):
-        found = _violated_best_responses(data, ws, beta, ps.full_theta(), grad, bound)
+        margin = rule.margin(tol, state["obj"], beta * float(ps.theta.abs().sum()))
+        found = _violated_best_responses(data, ws, beta, ps.full_theta(), grad, bound, margin)
         if isinstance(found, str):
             return found
-        tilt, proj, c = found
+        tilt, proj, c, skipped = found
         inS = ps.member()
         outside = (~inS[tilt]).nonzero().squeeze(1)
         cap = max(256, ps.S.numel())
@@ -262,12 +263,13 @@ def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds,
             fresh, errs = _refine_lasso(data, ps, beta)
             how = f", {len(errs) - 1} refinement steps (exact KKT violation / beta: " + \
                 " -> ".join(f"{e:.1e}" for e in errs) + ")"
-        log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}), "
+        log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}"
+            f"{f'; {skipped} below 1 + {margin:.1e} left alone' if skipped else ''}), "
             f"{n_new} patterns joined, {rows.numel()} Gram rows ({str(fast).replace('torch.', '')}) against "
             f"{ps.S.numel()} patterns, {int((ps.theta != 0).sum())} of {P} features active{how}")
         gap = assess(_blocks(ps.full_theta(), ps.dirs), "tilt", fresh)
         grad, bound = state["last"]
-        stop = rule.stop(gap, tol, out_of_time)
+        stop = rule.stop(gap, tol, out_of_time, skipped > 0)
         if stop is not None:
             return stop
     return f"tilted rays: {max_rounds} rounds"
