@@ -24,14 +24,15 @@ gradient of feature i is ``a_i . grad_i``):
    costs about ``M |S|^2`` flops. Each lasso after the first uses the exact gradient of the last
    operator pass (the model of :func:`_refine_lasso`).
 2. *Tilted rays over S* (as :mod:`.tilt`). Every round computes the certificate over ALL P patterns
-   (as every other step does); the patterns whose dual constraint is violated get their best-response
-   direction; those outside S join it (most violated first), and the tilted rows are recomputed
+   (as every other step does); the patterns whose dual constraint is violated by more than the
+   margin of :meth:`.tilt._RoundRule.margin` (violations that cost under half of ``tol``) get their
+   best-response direction; those outside S join it (most violated first), and the tilted rows are recomputed
    against S in the fast dtype. Patterns with zero amplitude and no violation leave S before the rows
    are computed (they rejoin when priced violated). The lasso over S is then made exact by
    :func:`_refine_lasso`: an operator pass at the tilted point gives the exact gradient, and the lasso
    whose quadratic is the float32 ``Q`` and whose gradient there is exact is solved; one step took the
-   exact KKT violation from about 20 beta to 1e-5 beta at both scales (a certified gap of about
-   ``delta^2``, so far below ``tol``), after which the lasso's own stopping rule is the limit.
+   exact KKT violation from about 20 beta to 1e-5 beta at both scales, after which the lasso's own
+   stopping rule is the limit; steps continue until the violation is below the margin.
 
 The certificate, and therefore the result, is the same as on the full-Gram path: every point is
 feasible for the full cones, and its lower bound comes from the residual's dual constraints over all
@@ -41,13 +42,23 @@ Measured on 2 quiet cores (sigma 0.5, beta 1e-5, one process, nothing else runni
 ``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt`` and
 ``bench_solver_paths_paper_P8000_2cores.txt``):
 
-- ``cpu`` scale (P = 2,000, 1,536 active): certified at 50.3 s against 78.4 s on the full path,
-  objectives 2e-10 apart; 4,290 float32 Gram rows against S (4.9 TFLOP) instead of 2,000 float32 +
-  2,648 float64 rows against all P (8.8 TFLOP). The previous version of this loop (float64 rows in
-  the tilts, warm-started lasso, first set P/2) took 65.9 s.
-- paper scale (P = 8,000, 4,025 active): certified gap 2.6e-8 at 261 s (wall 274 s), 11,996 float32
-  rows (31.4 TFLOP, at 0.87 of the dense float32 rate); the previous version took 526 s (13,020
-  rows, float64 in the tilts, 157 s in warm-started lassos, the ray phase's S growing to 6,840).
+- ``cpu`` scale (P = 2,000, 1,536 active): certified at 40.0 s against 79.5 s on the full path in one
+  benchmark process (35.0-35.6 s in two runs of a bare script: memory-bound passes vary +-15% from
+  run to run here), objectives 3e-10 apart; 3,416 float32 Gram rows against S (3.6 TFLOP) instead
+  of 2,000 float32 + 2,371 float64 rows against all P. Earlier versions: 50.3 s (4,290 rows: the
+  second tilted round recomputed 828 rows for violations of 1e-9 to 1e-6, the ray phase ran a sixth
+  round, 16 MB chunks in the operator passes), 65.9 s (float64 rows in the tilts, warm-started
+  lasso, first set P/2).
+- paper scale (P = 8,000, 4,025 active): certified gap 7.4e-8 at 209.8 s (wall 216.7 s), 9,926 float32
+  rows at 0.94 of the dense float32 rate (130 s); earlier 261 s (11,996 rows: the second tilted round
+  recomputed 2,075) and 526 s (13,020 rows, float64 in the tilts, 157 s in warm-started lassos, the
+  ray phase's S growing to 6,840).
+- Measured and dropped: the ray phase's Gram rows on a random quarter of the rows (the lasso made
+  exact by refinement on the full operator pass: the contraction per step is about 0.35 there, so
+  the ray phase took 8 rounds instead of 6 plus 4 refinement passes, 22 s instead of 21 s; solving
+  the ray phase wholly on the quarter left the full problem's KKT violation at 88 beta); the Gram
+  product in bfloat16 (4.2x the float32 matmul rate on this CPU, but its rounded (k, n) products made
+  Q indefinite and the lasso diverge).
 - On a loaded machine (load 4-8, ``bench_solver_paths_cpu_2cores_run*.txt``, older code) the chunked
   passes ran at 5-15% of the dense rate and the working set lost to the full path on wall time: time
   it on quiet cores.
