@@ -6,7 +6,7 @@ patterns against that set, :meth:`_Data.set_gram_rows`), the barrier's dense Hes
 constraint of each block and the rows nearest to each generator.
 
 Kernels: no (M, P) tensor is ever built for the whole data set; every pass runs in row chunks of
-(c, P) blocks (about 2M numbers on CPU, 64M on GPU). ``D_c = 1[Yp_c G >= 0]`` is formed in place in
+(c, P) blocks (about 512K numbers, 4 MB in float64, on CPU; 64M on GPU). ``D_c = 1[Yp_c G >= 0]`` is formed in place in
 a preallocated buffer, the prediction ``rowsum(Yp_c * (D_c V))`` as ``V^T D_c^T`` and the adjoint as
 ``(r_c Yp_c)^T D_c``: skinny matmuls in the layouts that ran at ~55-60 GFLOP/s on one core here
 (``D_c @ V`` with the other layouts: 5-17). The Gram passes are one (k, c) x (c, P) product per chunk,

@@ -97,7 +97,7 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
             feasible by exact projection onto the cones and used when its objective beats the ray
             lasso's.
         progress: print one line per step.
-        chunk_rows: rows of ``Yp`` per chunk (default: (chunk, P) blocks of about 2M numbers on CPU).
+        chunk_rows: rows of ``Yp`` per chunk (default: (chunk, P) blocks of about 512K numbers on CPU, at least 64 rows).
         working_set: constraint rows per block in the barrier when there are more than ``exact_rows``.
         exact_rows: up to this many non-zero rows, every row is in every working set.
         dense_bytes: memory allowed for the barrier's dense (P d)^2 float64 matrices; above it the
