@@ -16,7 +16,7 @@ gradient of feature i is ``a_i . grad_i``):
    computed, members at zero amplitude whose constraint is slack by more than 5% leave S (they rejoin
    when priced violated again). At ``cpu`` scale stopping at ``P / 20`` (56 left) instead of
    ``P / 100`` (2 left) saves one round (about 5 s); the tilts then join 59 patterns in round 1 and
-   tilt 50 in round 2 (round 2 leaves violations below the margin of
+   tilt 13 in round 2 (round 2 leaves violations below the margin of
    :meth:`.tilt._RoundRule.margin` alone). ``P / 5`` (358 left) made the tilts need a third round.
    Rows in the fast dtype (float32 at scale; ``slack`` = 2% covers the float32 Gram's misstatement of
    the constraints, measured up to 1.1% at ``cpu`` scale), computed against S only; the symmetric
