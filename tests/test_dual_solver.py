@@ -270,6 +270,11 @@ def test_lasso_exact():
     assert 0 < int(on.sum()) < 15
     assert float((g[on] + lam * torch.sign(th[on])).abs().max()) <= 1e-10
     assert float(g[~on].abs().max()) <= lam * (1 + 1e-9)
+    # a warm start far from the optimum, cut off after one active-set step, still ends exact (growth)
+    far = torch.randn(15, generator=gen, dtype=torch.float64)
+    for steps in (1, 64):
+        warm = _lasso(Q, q, lam, theta0=far, warm_steps=steps)
+        assert torch.allclose(warm, th, atol=1e-10, rtol=0)
 
 
 def test_solution_round_trips_through_a_dict():
@@ -336,6 +341,24 @@ def test_tilted_rays_hand_over_to_the_barrier_when_they_stall():
     assert phases.index("ray") < phases.index("tilt") < phases.index("ipm")
     assert res.lower_bound <= stalled.objective * (1 + 1e-12)
     assert res.objective <= stalled.objective
+
+
+def test_accept_gap_keeps_the_tilted_point_only_within_it():
+    """``accept_gap`` above the tilted rays' certified gap returns their point (no barrier, honest
+    status, sound certificate); below it the barrier runs as without it."""
+    Y, x, G = _problem(8000, 9, 60, 0)
+    stalled = solve_dual(Y, x, G, 1e-4, tol=1e-7, dense_bytes=1.0)
+    assert stalled.gap > 1e-7
+    loose = solve_dual(Y, x, G, 1e-4, tol=1e-7, accept_gap=10 * stalled.gap)
+    assert "ipm" not in loose.history["phase"] and not loose.converged
+    assert "accept_gap" in loose.status and "NOT certified" in loose.status
+    assert loose.objective == pytest.approx(stalled.objective, rel=1e-12)
+    assert loose.gap == pytest.approx(stalled.gap, rel=1e-9)
+    tight = solve_dual(Y, x, G, 1e-4, tol=1e-7, accept_gap=0.1 * stalled.gap)
+    assert "ipm" in tight.history["phase"] and tight.converged, tight.status
+    assert loose.lower_bound <= tight.objective * (1 + 1e-12) and tight.objective <= loose.objective
+    with pytest.raises(ValueError, match="accept_gap"):
+        solve_dual(Y, x, G, 1e-4, accept_gap=-1.0)
 
 
 def test_nearest_rows_match_a_full_sort():

@@ -208,6 +208,24 @@ def test_sampled_optimum_is_above_full_and_solution_api():
     assert solve_global_from_dual is solve_global
 
 
+def test_loose_rounds_reach_the_same_optimum_and_are_recorded():
+    """Loose sampled solves (``loose_gap``, the default) in early rounds: the same full optimum as
+    solving every round to ``solve_tol``; a round is marked ``loose`` exactly when its sampled gap is
+    above ``solve_tol``, and the run never stops on a loose round's search."""
+    M, d, beta = 16, 3, 3e-3
+    Y, x = _gaussian(M, d, 3)
+    ref = _full_cvxpy(Y, x, beta)
+    strict = solve_global(Y, x, beta, n_init=3, seed=3, add_per_round=8, loose_gap=None)
+    loose = solve_global(Y, x, beta, n_init=3, seed=3, add_per_round=8, loose_gap=1.0)
+    for res in (strict, loose):
+        assert res.objective == pytest.approx(ref, rel=1e-6) and res.certified
+        assert all(r["lower_bound"] <= ref * (1 + 1e-9) for r in res.rounds)
+        for r in res.rounds:
+            assert r["loose"] == (r["sampled_gap"] > 1e-7)     # solve_tol = tol / 10
+    assert not any(r["loose"] for r in strict.rounds)
+    assert not loose.rounds[-1]["loose"]
+
+
 def test_bad_input():
     Y, x = _gaussian(10, 3, 0)
     with pytest.raises(ValueError, match="beta"):

@@ -22,6 +22,6 @@ from .solve import solve_dual
 
 #: bumped whenever a change can alter a returned solution or its status; cached solutions
 #: (``paper_utils.experiments.load_or_solve_exact_data``) carry it in their names
-SOLVER_VERSION = 6
+SOLVER_VERSION = 7
 
 __all__ = ["SOLVER_VERSION", "DualSolution", "GlobalSolution", "solve_dual", "solve_global"]

@@ -32,7 +32,7 @@ from .data import F64
 # step 1: the ray lasso, solved exactly
 # ----------------------------------------------------------------------------------------------
 def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
-           max_rounds: int = 2000, theta0: torch.Tensor | None = None) -> torch.Tensor:
+           max_rounds: int = 2000, theta0: torch.Tensor | None = None, warm_steps: int = 64) -> torch.Tensor:
     """``argmin_theta 1/2 theta^T Q theta - q^T theta + lam ||theta||_1`` (float64, exact).
 
     Without ``theta0``: :func:`_lasso_grow` (forward growth of the support). With it: active-set
@@ -40,9 +40,14 @@ def _lasso(Q: torch.Tensor, q: torch.Tensor, lam: float, fista_iters: int = 300,
     conditions is solved again by growth: warm-started active-set steps can stall far from the
     optimum when new, nearly collinear features join (measured at paper scale, P = 8,000: the working-set loop's lasso kept
     the same 4,019 features active while 2,164 violated patterns joined, and its objective rose).
+    The warm start gets ``warm_steps`` active-set steps (one Cholesky factorisation each): after a
+    round that tilted most directions its line searches cross zero one feature at a time (measured at
+    M = 15,680, P = 1,440: about 250 steps per lasso, 7.5 s of a 14.5 s solve, against 0.4 s by
+    growth), while at paper scale the refinement steps' warm starts converge within a few steps and
+    growth from zero took 45 s more per solve (certified at 271 s instead of 210 s).
     """
     if theta0 is not None:
-        theta, kkt = _lasso_run(Q, q, lam, fista_iters, max_rounds, theta0)
+        theta, kkt = _lasso_run(Q, q, lam, fista_iters, warm_steps, theta0)
         if kkt:
             return theta
     theta, kkt = _lasso_grow(Q, q, lam)
