@@ -20,6 +20,19 @@ project's shared 2-core machine, so wall times are approximate):
    scale. On small problems (M up to a few thousand: wide cones, a ray excess of order 1) the
    directions keep moving and the round stops once the gap has not halved in ``patience`` rounds.
 
+Cycling on small problems, and what did not cure it (M = 15,680, P = 400 random patterns, 2 cores):
+after two rounds the objective is within 1.2e-7 of the optimum, but ``max_j c_j / beta`` alternates
+1.0055 <-> 1.020 (certified gap 8.8e-5) and the barrier needs 23 s to certify 1e-6. The best response
+is linear and ignores each block's own curvature ``H_j = Yp^T D_j Yp / M``, but that is not the whole
+cause. Measured and dropped: (a) each tilted block moved to the exact minimiser of its own objective
+over the sector between its direction and the best response (``H_j`` by one pass): no cycle, but the
+gap fell only 1.1e-4 -> 8.3e-5 in four rounds (the minimiser sits 6% of the way to the best
+response); (b) each tilted block moved to its exact block minimiser over the whole cone (CVXPY with
+all M constraints): 7.2e-4 -> 4.5e-4 -> 2.5e-4 -> 1.6e-4, then stalled. Jacobi-style block updates
+are limited by the coupling between blocks; only the joint Newton step of the barrier resolves it.
+:func:`paper_utils.dual_solver.solve_global` therefore accepts such points in its early rounds
+(``solve_dual(accept_gap=...)``).
+
 Letter key: M patches, d patch dimension C k k, P patterns, B = 2P blocks (the w's then the z's).
 """
 

@@ -42,15 +42,16 @@ Measured on 2 quiet cores (sigma 0.5, beta 1e-5, one process, nothing else runni
 ``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt`` and
 ``bench_solver_paths_paper_P8000_2cores.txt``):
 
-- ``cpu`` scale (P = 2,000, 1,536 active): certified at 40.0 s against 79.5 s on the full path in one
-  benchmark process (35.0-35.6 s in two runs of a bare script: memory-bound passes vary +-15% from
-  run to run here), objectives 3e-10 apart; 3,416 float32 Gram rows against S (3.6 TFLOP) instead
+- ``cpu`` scale (P = 2,000, 1,536 active): certified at 34.9 s against 76.2 s on the full path in one
+  benchmark process (35.0-41.4 s in other runs of the same solve: memory-bound passes vary +-15% from
+  run to run here), objectives 3e-9 apart relatively; 3,416 float32 Gram rows against S (3.6 TFLOP) instead
   of 2,000 float32 + 2,371 float64 rows against all P. Earlier versions: 50.3 s (4,290 rows: the
   second tilted round recomputed 828 rows for violations of 1e-9 to 1e-6, the ray phase ran a sixth
   round, 16 MB chunks in the operator passes), 65.9 s (float64 rows in the tilts, warm-started
   lasso, first set P/2).
-- paper scale (P = 8,000, 4,025 active): certified gap 7.4e-8 at 209.8 s (wall 216.7 s), 9,926 float32
-  rows at 0.94 of the dense float32 rate (130 s); earlier 261 s (11,996 rows: the second tilted round
+- paper scale (P = 8,000, 4,025 active): certified gap 7.4e-8 at 212.5 s (wall 223.1 s; 209.8 s for
+  the same iterates in an earlier run), 9,926 float32 rows at 0.89 of the dense float32 rate (129 s);
+  every lasso from zero by growth instead of the capped warm start: 270.7 s; earlier 261 s (11,996 rows: the second tilted round
   recomputed 2,075) and 526 s (13,020 rows, float64 in the tilts, 157 s in warm-started lassos, the
   ray phase's S growing to 6,840).
 - Measured and dropped: the ray phase's Gram rows on a random quarter of the rows (the lasso made
