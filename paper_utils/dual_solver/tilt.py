@@ -26,7 +26,7 @@ after two rounds the objective is within 1.2e-7 of the optimum, but ``max_j c_j 
 is linear and ignores each block's own curvature ``H_j = Yp^T D_j Yp / M``, but that is not the whole
 cause. Measured and dropped: (a) each tilted block moved to the exact minimiser of its own objective
 over the sector between its direction and the best response (``H_j`` by one pass): no cycle, but the
-gap fell only 1.1e-4 -> 8.3e-5 in four rounds (the minimiser sits 6% of the way to the best
+gap fell only 1.1e-4 -> 8.3e-5 in three rounds (the minimiser sits 6% of the way to the best
 response); (b) each tilted block moved to its exact block minimiser over the whole cone (CVXPY with
 all M constraints): 7.2e-4 -> 4.5e-4 -> 2.5e-4 -> 1.6e-4, then stalled. Jacobi-style block updates
 are limited by the coupling between blocks; only the joint Newton step of the barrier resolves it.
