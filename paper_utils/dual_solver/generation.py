@@ -132,7 +132,9 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
             ``beta``. A round whose search finds no new violation after a loose solve is solved again
             to ``solve_tol`` before the run may stop; the last round (``max_rounds``) is never loose;
             a run that ends on ``time_limit`` reports its loose solve (``sampled_gap`` and ``loose``
-            in its round record). None: every solve to ``solve_tol``. Measured at M = 15,680
+            in its round record). Where the barrier cannot run (its dense matrices above
+            ``solve_dual``'s ``dense_bytes``, P d above about 9,000) a round can end above
+            ``loose_gap``: 2.3e-3 once at P = 2,912 in the run below. None: every solve to ``solve_tol``. Measured at M = 15,680
             (notebook 11's ``smoke`` data, 64 patterns added per round, 2 cores): 800 patterns after 65 s
             instead of 560 s, 2,976 after 860 s (objective 6.63e-3, 2.3x below 800 patterns;
             ``benchmarks/results/bench_generation_smoke_images20_2cores.txt``). Before, every round
