@@ -162,5 +162,7 @@ def plot_generation(ax, res: GenerationResult, *, primal: list | None = None, pr
     ax.set_xscale("log", base=2)
     ax.set_xlabel("number of sign patterns P")
     ax.set_ylabel("objective of eq. (4) (feasible point)")
-    ax.legend(fontsize=8)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.35 * (hi - lo))            # room for the legend above every curve
+    ax.legend(fontsize=8, loc="upper right")
     return ax
