@@ -240,7 +240,17 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
                     f" proves the full program's relative gap {gap:.2e} <= tol")
             break
         viol = c > beta * (1 + tol)
-        if not bool(viol.any()) and resolve:
+        new = []                                   # indices into cand of patterns not yet present
+        if bool(viol.any()):
+            order = torch.argsort(c[viol], descending=True)
+            cand = U[viol][order]
+            for i, fp in enumerate(_fingerprints(Y, cand.T.contiguous(), keys)):
+                if fp not in seen:
+                    seen.add(fp)
+                    new.append(i)
+                if len(new) == add_per_round:
+                    break
+        if not new and resolve:                    # nothing new to add: no stop on a loose solve
             W0, Z0, exact_next = sol.W.to(F64), sol.Z.to(F64), True
             rec["note"] = f"loose solve (sampled gap {sol.gap:.1e}): re-solved to solve_tol {solve_tol:.0e}"
             continue
@@ -248,19 +258,6 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
             stop = (f"the search found no pattern with c(u) > beta (1 + tol) (best {best / beta:.6f} beta); "
                     f"a search, not a proof: the proven gap is {gap:.2e}")
             break
-        order = torch.argsort(c[viol], descending=True)
-        cand = U[viol][order]
-        new, fps = [], _fingerprints(Y, cand.T.contiguous(), keys)
-        for i, fp in enumerate(fps):
-            if fp not in seen:
-                seen.add(fp)
-                new.append(i)
-            if len(new) == add_per_round:
-                break
-        if not new and resolve:
-            W0, Z0, exact_next = sol.W.to(F64), sol.Z.to(F64), True
-            rec["note"] = f"loose solve (sampled gap {sol.gap:.1e}): re-solved to solve_tol {solve_tol:.0e}"
-            continue
         if not new:
             if tightened < 2 and rnd < int(max_rounds):
                 # the violations are on patterns already present: the sampled solve is not accurate

@@ -138,7 +138,7 @@ class _PatternSet:
         self.S, self.Q, self.q = S, Q, q
         self.theta = torch.cat([self.theta, torch.zeros(new.numel(), dtype=F64, device=S.device)])
 
-    def solve(self, beta: float, g_exact: torch.Tensor | None = None, warm: bool = True) -> None:
+    def solve(self, beta: float, warm: bool = True, g_exact: torch.Tensor | None = None) -> None:
         """The lasso over S with the Gram rows ``Q``; with ``g_exact`` (n,), the exact loss gradient at
         the current amplitudes (from a float64 operator pass), over the model whose gradient there is
         ``g_exact`` (linear term ``Q theta - g_exact`` instead of ``q``): one step of iterative
@@ -211,7 +211,7 @@ def _ray_workset(data, beta: float, init: int, log, out_of_time, slack: float = 
         # rows in float32: solve the model with the exact gradient at the current point (iterative
         # refinement, :func:`_refine_lasso`); the new members' gradient is their pricing
         # (solved from zero by growth, :func:`._lasso_grow`: warm starts took 2-5x longer at paper scale)
-        ps.solve(beta, g_exact=None if fast == F64 else ps.exact_gradient(grad), warm=False)
+        ps.solve(beta, warm=False, g_exact=None if fast == F64 else ps.exact_gradient(grad))
     return ps
 
 
