@@ -77,11 +77,13 @@ class PassProfile:
     FLOPS = {  # matmul flops of one call: (M, d, P, args) -> flops
         "relu_gram": lambda M, d, P, a: 2 * M * d * P + 2 * M * P * P,
         "direction_gram_rows": lambda M, d, P, a: 4 * M * d * P + 2 * M * a[1].numel() * P,
-        "loss_grad": lambda M, d, P, a: 6 * M * P * d,
+        # the prediction reads only the patterns with v_i != 0 (data.loss_grad)
+        "loss_grad": lambda M, d, P, a: 2 * M * d * (2 * P + int((a[0] != 0).any(1).sum())),
         "most_violated": lambda M, d, P, a: 2 * M * d * (
             (P if a[1] is None else int(torch.unique(a[1] % P).numel())) + a[0].shape[0]),
         "nearest_rows": lambda M, d, P, a: 2 * M * d * P,
-        "evaluate": lambda M, d, P, a: 8 * M * d * P,
+        # three products over the non-zero blocks of W and Z (data.evaluate)
+        "evaluate": lambda M, d, P, a: 6 * M * d * int((a[0] != 0).any(1).sum() + (a[1] != 0).any(1).sum()),
         "hessian": lambda M, d, P, a: 2 * M * (P * d) ** 2 + 2 * M * d * P,
     }
 

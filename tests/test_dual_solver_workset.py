@@ -59,6 +59,43 @@ def test_set_gram_rows_match_the_full_rows(dtype, rays):
     assert torch.allclose(qr, ref_q[cols[:k]], atol=tol * float(ref_q.abs().max()), rtol=0)
 
 
+def test_operator_passes_over_active_columns_match_dense_formulas():
+    """``loss_grad`` (prediction over the patterns with ``v_i != 0`` only) and ``evaluate`` (non-zero
+    blocks only) equal the dense formulas over all P patterns, with zero patterns, patterns with both
+    blocks non-zero and infeasible blocks (a positive violation) in the mix, in several chunk sizes."""
+    rng = np.random.default_rng(3)
+    Y, x, G = _problem(3000, 6, 25, 7)
+    Yt, xt, Gt = (torch.from_numpy(a) for a in (Y, x, G))
+    D = (Yt @ Gt >= 0).to(torch.float64)                                            # (M, P)
+    W = torch.from_numpy(rng.standard_normal((25, 6)))
+    Z = torch.from_numpy(rng.standard_normal((25, 6)))
+    W[rng.choice(25, 9, replace=False)] = 0.0
+    Z[rng.choice(25, 15, replace=False)] = 0.0
+    W[4], Z[4] = 0.0, 0.0
+    V = W - Z
+    r = (D * (Yt @ V.T)).sum(1) - xt
+    grad = (D * r.unsqueeze(1)).T @ Yt / Yt.shape[0]                                 # (P, d)
+    sgn = 2 * D - 1
+    TW, TZ = Yt @ W.T, Yt @ Z.T
+    worst = float(torch.cat([sgn * TW, sgn * TZ], 1).amin().neg().clamp_min(0))
+    scale = float(torch.cat([TW, TZ], 1).abs().max())
+    assert worst > 0
+    for chunk in (None, 100, 2999):
+        data = _Data(Yt, xt, Gt, torch.float64, chunk)
+        sq, rx, g = data.loss_grad(V)
+        assert abs(float(sq) - float(r @ r)) <= 1e-12 * float(r @ r)
+        assert abs(float(rx) - float(r @ xt)) <= 1e-12 * float(r.abs() @ xt.abs())
+        assert torch.allclose(g, grad, rtol=0, atol=1e-12 * float(grad.abs().max()))
+        e_sq, e_worst, e_scale = data.evaluate(W, Z)
+        assert abs(e_sq - float(r @ r)) <= 1e-12 * float(r @ r)
+        assert abs(e_worst - worst) <= 1e-12 * scale and abs(e_scale - scale) <= 1e-12 * scale
+    zero = torch.zeros(25, 6, dtype=torch.float64)
+    assert data.evaluate(zero, zero) == (float(xt @ xt), 0.0, 0.0)
+    sq, rx, g = data.loss_grad(zero)
+    assert abs(float(sq) - float(xt @ xt)) <= 1e-12 * float(xt @ xt)
+    assert torch.allclose(g, -(D * xt.unsqueeze(1)).T @ Yt / Yt.shape[0], rtol=0, atol=1e-12 * float(g.abs().max()))
+
+
 def test_lasso_warm_start_reaches_the_cold_solution():
     rng = np.random.default_rng(0)
     F = torch.from_numpy(rng.standard_normal((200, 40)))

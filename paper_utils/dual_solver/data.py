@@ -39,7 +39,12 @@ import numpy as np
 import torch
 
 F64 = torch.float64
-GRAM_BLOCK = 1024   # rows per product in set_gram_rows' block triangle (512 measured ~8% slower in float32)
+# rows per product in set_gram_rows' block triangle. Measured per (4096, n) float32 chunk on 2 cores
+# (benchmarks/results/bench_gram_block_2cores.txt): the square (1536, 1536) triangle of a tilted round
+# 75 ms with 1024, 67 ms with 256, (4000, 4000) 426 -> 381 ms, the first working set (500, 500)
+# 10.5 -> 8.3 ms (the triangle's waste shrinks, the products stay near the matmul rate); k rows against
+# n >> k within 3%; 128 is slower again
+GRAM_BLOCK = 256
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,8 +135,9 @@ class _Data:
     def loss_grad(self, V: torch.Tensor, dtype: torch.dtype = F64):
         """``sq = ||r||^2``, ``rx = r^T x`` and ``grad = A^T r / M`` (P, d) for ``r = A v - x``.
 
-        Per chunk: ``D_c`` formed in place, prediction ``rowsum(Yp_c * (D_c V))`` as ``V^T D_c^T`` and
-        the adjoint as ``(r_c Yp_c)^T D_c``: the layouts that run near the matmul rate. The solver
+        Per chunk: ``D_c`` formed in place, prediction ``rowsum(Yp_c * (D_c V))`` as ``V^T D_c^T`` over
+        the patterns with ``v_i != 0`` only (their columns first) and the adjoint as
+        ``(r_c Yp_c)^T D_c`` over all P: the layouts that run near the matmul rate. The solver
         calls it in float64; ``dtype=float32`` (the same kernel, for benchmarks) accumulates chunks in
         float64.
         """
@@ -143,7 +149,15 @@ class _Data:
             if getattr(self, "_cast", (None,))[0] != dtype:
                 self._cast = (dtype, self.Y.to(dtype), self.YT.to(dtype), self.G.to(dtype), self.x.to(dtype))
             _, Y, YT, G, x = self._cast
-        VT = V.T.to(dtype).contiguous()                                            # (d, P)
+        # the patterns with v_i != 0 first: the prediction reads only their columns of D_c (at cpu
+        # scale 466-1,536 of 2,000 are active), the adjoint reads all of them (every pattern is priced)
+        act = (V != 0).any(1)
+        na = int(act.sum())
+        perm = None
+        if na < P:
+            perm = torch.cat([act.nonzero().squeeze(1), (~act).nonzero().squeeze(1)])
+            G, V = G[:, perm].contiguous(), V[perm]
+        VT = V[:na].T.to(dtype).contiguous()                                       # (d, na)
         gT = torch.zeros(self.d, P, dtype=F64, device=self.device)
         sq = torch.zeros((), dtype=F64, device=self.device)
         rx = torch.zeros((), dtype=F64, device=self.device)
@@ -151,13 +165,17 @@ class _Data:
         for s, e in self.chunks():
             D = torch.mm(Y[s:e], G, out=buf[:e - s]).ge_(0)                       # (c, P) of 1.0 / 0.0
             YcT = YT[:, s:e]
-            r = (torch.mm(VT, D.T) * YcT).sum(0) - x[s:e]
+            r = (torch.mm(VT, D[:, :na].T) * YcT).sum(0) - x[s:e]
             sq += torch.dot(r, r).to(F64)
             rx += torch.dot(r, x[s:e]).to(F64)
             if dtype == F64:
                 gT.addmm_(r * YcT, D)
             else:
                 gT += torch.mm(r * YcT, D).to(F64)
+        if perm is not None:
+            g = torch.empty_like(gT)
+            g[:, perm] = gT
+            gT = g
         return sq, rx, gT.T / self.M
 
     # -- the ray lasso's Gram matrix ---------------------------------------------------------------
@@ -347,25 +365,31 @@ class _Data:
 
     def evaluate(self, W: torch.Tensor, Z: torch.Tensor):
         """``(sq, worst, scale)`` in float64: squared residual, largest violation and largest ``|Yp u|``
-        (DualNet's relative violation is ``worst / scale``). In-place chunk passes: the prediction
-        as in :meth:`loss_grad`, the margins ``(2D_i - 1) Yp u`` of all 2P blocks in one product."""
+        (DualNet's relative violation is ``worst / scale``). In-place chunk passes over the non-zero
+        blocks only (a zero block has margin 0: no violation, no scale; tilted rays leave one block per
+        active pattern), one column per block ``u_b`` with its pattern's generator: ``D_c`` formed
+        in place, the prediction ``sum_b +-rowsum(Yp_c * (D_c u_b))`` as in :meth:`loss_grad` and the
+        margins ``(2D_b - 1) Yp u_b`` in one product."""
         self.passes += 1
-        P = self.P
-        VT = (W - Z).T.contiguous()
-        UT = torch.cat([W, Z]).T.contiguous()                                      # (d, 2P)
+        pw = (W != 0).any(1).nonzero().squeeze(1)
+        pz = (Z != 0).any(1).nonzero().squeeze(1)
+        n = pw.numel() + pz.numel()
+        if n == 0:
+            return float(self.x @ self.x), 0.0, 0.0
+        Gb = self.G[:, torch.cat([pw, pz])].contiguous()                           # (d, n)
+        UT = torch.cat([W[pw], Z[pz]]).T.contiguous()                              # (d, n) the blocks
+        VT = torch.cat([W[pw], -Z[pz]]).T.contiguous()                             # their signs in v = w - z
         sq = torch.zeros((), dtype=F64, device=self.device)
         worst = torch.zeros((), dtype=F64, device=self.device)
         scale = torch.zeros((), dtype=F64, device=self.device)
-        dbuf = torch.empty(self.chunk, P, dtype=F64, device=self.device)
-        tbuf = torch.empty(self.chunk, 2 * P, dtype=F64, device=self.device)
-        for s, e in self.chunks():
-            D = torch.mm(self.Y[s:e], self.G, out=dbuf[:e - s]).ge_(0)             # (c, P) of 1.0 / 0.0
+        chunk = self.rows_for(n)
+        dbuf = torch.empty(chunk, n, dtype=F64, device=self.device)
+        tbuf = torch.empty(chunk, n, dtype=F64, device=self.device)
+        for s, e in self.chunks(chunk):
+            D = torch.mm(self.Y[s:e], Gb, out=dbuf[:e - s]).ge_(0)                 # (c, n) of 1.0 / 0.0
             r = (torch.mm(VT, D.T) * self.YT[:, s:e]).sum(0) - self.x[s:e]
             sq += torch.dot(r, r)
-            sgn = D.mul_(2).sub_(1)
-            T = torch.mm(self.Y[s:e], UT, out=tbuf[:e - s])                        # (c, 2P): W then Z
+            T = torch.mm(self.Y[s:e], UT, out=tbuf[:e - s])                        # (c, n): Yp u_b
             scale = torch.maximum(scale, torch.maximum(T.amax(), -T.amin()))
-            T[:, :P].mul_(sgn)
-            T[:, P:].mul_(sgn)
-            worst = torch.maximum(worst, -T.amin())
+            worst = torch.maximum(worst, -T.mul_(D.mul_(2).sub_(1)).amin())
         return float(sq), float(worst.clamp_min(0)), float(scale)
