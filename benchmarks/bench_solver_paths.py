@@ -37,8 +37,8 @@ def _set_rows_flops(M, d, P, a):
     the upper block triangle of the (k, n) rows."""
     n, k = a[1].numel(), int(a[2])
     tri = sum((min(b0 + GRAM_BLOCK, k) - b0) * (n - b0) for b0 in range(0, k, GRAM_BLOCK))
-    rays = len(a) > 5 and bool(a[5])
-    return 2 * M * (tri + (1 if rays else 2) * n * d)
+    clamp = len(a) > 5 and bool(a[5])
+    return 2 * M * (tri + (1 if clamp else 2) * n * d)
 
 
 class PathProfile(PassProfile):

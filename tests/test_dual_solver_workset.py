@@ -43,16 +43,36 @@ def test_working_set_grows_from_a_tiny_start_and_hands_over_to_the_barrier():
     assert _active(res) > 3
 
 
-@pytest.mark.parametrize("dtype,rays", [(torch.float64, False), (torch.float32, False), (torch.float32, True)])
-def test_set_gram_rows_match_the_full_rows(dtype, rays):
-    """Rows of a working set (upper block triangle mirrored) equal the full kernel's entries."""
+@pytest.mark.parametrize("dtype,clamp,tilted", [(torch.float64, False, False), (torch.float32, False, False),
+                                                (torch.float32, True, False), (torch.float64, True, False),
+                                                (torch.float64, False, True), (torch.float64, True, True),
+                                                (torch.float32, True, True)])
+def test_set_gram_rows_match_the_full_rows(dtype, clamp, tilted):
+    """Rows of a working set (upper block triangle mirrored) equal the full kernel's entries (which
+    applies each pattern explicitly), for rays and for tilted directions (exact projections of random
+    vectors onto the cones), with the feature formed by the pattern or by clamping."""
+    from paper_utils.dual_solver.cones import _WorkingSets, _project_cones
+
     Y, x, G = _problem(5000, 6, 30, 4)
     data = _Data(torch.from_numpy(Y), torch.from_numpy(x), torch.from_numpy(G), torch.float64, 700)
     A = data.Gh.T.contiguous()
+    if tilted:
+        s = A + 0.7 * torch.from_numpy(np.random.default_rng(5).standard_normal((30, 6)))
+        proj, exact = _project_cones(data, _WorkingSets(data, 64, 512), s, torch.arange(30))
+        assert exact
+        c = torch.linalg.vector_norm(proj, dim=1)
+        # a projection near zero (s points away from a thin cone) normalises to rounding noise: such
+        # patterns keep their ray (the solver tilts only to projections of norm above beta)
+        big = c > 1e-6 * torch.linalg.vector_norm(s, dim=1)
+        assert int(big.sum()) >= 20 and float((proj[big] / c[big].unsqueeze(1) - A[big]).abs().max()) > 1e-3
+        A = torch.where(big.unsqueeze(1), proj / c.clamp_min(1e-300).unsqueeze(1), A)
+        # the tilted directions lie on faces of their cones: rows where the clamp and the pattern meet
+        margins = (data.Y @ A[big].T).abs()
+        assert bool((margins.amin(0) < 1e-9).all())
     ref_Q, ref_q = data.direction_gram_rows(A, torch.arange(30))
     cols = torch.tensor([7, 3, 29, 11, 0, 18, 5, 22, 14])
     k = 5
-    Qr, qr = data.set_gram_rows(A[cols], cols, k, dtype, block=2, rays=rays)
+    Qr, qr = data.set_gram_rows(A[cols], cols, k, dtype, block=2, clamp=clamp)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     scale = float(ref_Q.abs().max())
     assert torch.allclose(Qr, ref_Q[cols[:k]][:, cols], atol=tol * scale, rtol=0)

@@ -220,30 +220,34 @@ class _Data:
 
     # -- Gram rows over a working set of patterns -------------------------------------------------------
     def set_gram_rows(self, A: torch.Tensor, cols: torch.Tensor, k: int, dtype: torch.dtype = F64,
-                      block: int = GRAM_BLOCK, rays: bool = False):
+                      block: int = GRAM_BLOCK, clamp: bool = False):
         """Rows ``Q[:k]`` (k, n) and ``q[:k]`` (k,) of ``Q = F^T F / M``, ``q = F^T x / M`` for the gated
         features ``F_j = D_{cols_j} Yp a_j`` (M, n) of the patterns ``cols`` (n,) with directions ``A``
         (n, d); the first ``k`` columns are the rows. Only the features of ``cols`` are formed (a working
         set, :mod:`.workset`), and the symmetric (k, k) part is computed as its upper block triangle
         (``block`` rows at a time) and mirrored: ``2 M k (n - k) + M k (k + block)`` matmul flops instead of
-        ``2 M k n``. Chunks in ``dtype``, accumulated in float64. ``rays``: the directions are the unit
-        generators, so the feature is ``(Yp a_j)_+`` (one product, as in :meth:`relu_gram`).
+        ``2 M k n``. Chunks in ``dtype``, accumulated in float64. ``clamp``: form the feature as
+        ``(Yp a_j)_+`` (one product, as in :meth:`relu_gram`) instead of applying the pattern. That is
+        the same feature for a direction in its cone, exactly for the unit generators and up to the
+        cone's feasibility tolerance (about 1e-9, below float32 rounding) for tilted directions: the
+        working set uses it for every float32 row (its master problem is made exact by refinement on
+        the float64 operator pass, which applies the pattern).
         """
         self.passes += 1
         n = cols.numel()
         Y, x = self.Y.to(dtype), self.x.to(dtype)
         AT = A.T.to(dtype).contiguous()
-        Gs = None if rays else self.G[:, cols].to(dtype).contiguous()
+        Gs = None if clamp else self.G[:, cols].to(dtype).contiguous()
         Qr = torch.zeros(k, n, dtype=F64, device=self.device)
         qr = torch.zeros(k, dtype=F64, device=self.device)
         chunk = self.gram_chunk
-        sgn = None if rays else torch.empty(chunk, n, dtype=dtype, device=self.device)
+        sgn = None if clamp else torch.empty(chunk, n, dtype=dtype, device=self.device)
         feat = torch.empty(chunk, n, dtype=dtype, device=self.device)
         starts = list(range(0, k, block))
         for s, e in self.chunks(chunk):
             Yc = Y[s:e]
             Fc = torch.mm(Yc, AT, out=feat[:e - s])
-            if rays:
+            if clamp:
                 Fc.clamp_min_(0)
             else:
                 Fc.mul_(torch.mm(Yc, Gs, out=sgn[:e - s]).ge_(0))
