@@ -227,11 +227,9 @@ class _Data:
         set, :mod:`.workset`), and the symmetric (k, k) part is computed as its upper block triangle
         (``block`` rows at a time) and mirrored: ``2 M k (n - k) + M k (k + block)`` matmul flops instead of
         ``2 M k n``. Chunks in ``dtype``, accumulated in float64. ``clamp``: form the feature as
-        ``(Yp a_j)_+`` (one product, as in :meth:`relu_gram`) instead of applying the pattern. That is
-        the same feature for a direction in its cone, exactly for the unit generators and up to the
-        cone's feasibility tolerance (about 1e-9, below float32 rounding) for tilted directions: the
-        working set uses it for every float32 row (its master problem is made exact by refinement on
-        the float64 operator pass, which applies the pattern).
+        ``(Yp a_j)_+`` (one product, as in :meth:`relu_gram`) instead of applying the pattern: the same
+        feature for the unit generators (rays); for a tilted direction only up to its cone
+        projection's tolerance (:meth:`.workset._PatternSet.update` measured that and dropped it).
         """
         self.passes += 1
         n = cols.numel()
