@@ -108,9 +108,9 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
             :mod:`.tilt`); ``"working"``: over a working set of patterns grown by pricing
             (:mod:`.workset`; the certificate still covers all P patterns); ``"auto"``: ``"working"``
             when ``P >= 1000``, else ``"full"``. Measured at ``cpu`` scale (P = 2,000) on 2 quiet
-            cores: certified in 35-41 s against 76-80 s on the full path, the same optimum to 3e-9
-            (``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt``); at paper scale
-            (P = 8,000) in 210-213 s (``bench_solver_paths_paper_P8000_2cores.txt``). Below P = 1,000
+            cores: certified in 29.6-34.3 s (four runs) against 75-78 s on the full path, the same
+            optimum to 3e-9 (``benchmarks/results/bench_solver_paths_cpu_2cores_quiet.txt``); at paper
+            scale (P = 8,000) in 197-209 s (``bench_solver_paths_paper_P8000_2cores.txt``). Below P = 1,000
             the first working set (``P // 4``, at least 256) is a large share of the patterns.
         working_init: patterns in the first working set (default ``max(256, P // 4)``).
         accept_gap: a certified gap that is good enough: steps 1-2 still aim at ``tol``, but when
