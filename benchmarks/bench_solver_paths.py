@@ -12,12 +12,14 @@ same process just before that path ran (:class:`bench_solver.PassProfile`). The 
 compare the two paths by flops and by the rate ratios, and read wall times with the printed load.
 
     python benchmarks/bench_solver_paths.py [--scale cpu] [--patterns P] [--threads 2] [--order working,full]
+                                            [--repeats N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -107,7 +109,12 @@ def main() -> None:
     ap.add_argument("--order", default="working,full", help="paths to run, in order")
     ap.add_argument("--time-limit", type=float, default=None, help="solve_dual's time_limit per path")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run the paths this many times (interleaved) and print the spread: memory-bound "
+                         "passes on a shared host vary up to 1.6x between runs")
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -123,8 +130,11 @@ def main() -> None:
     M, d, P = Yp.shape[0], Yp.shape[1], G.shape[1]
     fast = "float32" if M * P > (1 << 25) else "float64"
     print(f"# M = {M}, d = {d}, P = {P}; ray Gram dtype {fast}")
-    results = {}
-    for path in args.order.split(","):
+    results, spread = {}, {}
+    runs = [(rep, path) for rep in range(args.repeats) for path in args.order.split(",")]
+    for rep, path in runs:
+        if args.repeats > 1:
+            print(f"\n# run {rep + 1} of {args.repeats}")
         fp32, fp64 = matmul_rate(device, torch.float32), matmul_rate(device, torch.float64)
         print(f"\n## path {path!r}  ({load_line()}; dense matmul now: fp32 {fp32 / 1e9:.1f}, "
               f"fp64 {fp64 / 1e9:.1f} GFLOP/s)", flush=True)
@@ -147,6 +157,15 @@ def main() -> None:
         print(f"path {path!r}: Gram rows {rows} (a full Gram matrix is {P} rows), Gram matmul "
               f"{gram_flops / 1e12:.2f} TFLOP ({load_line()})", flush=True)
         results[path] = (res, wall, t_tol, gram_flops, fp64)
+        spread.setdefault(path, []).append((t_tol, wall))
+    if args.repeats > 1:
+        print()
+        for path, rs in spread.items():
+            tt = [t for t, _ in rs if t is not None]
+            print(f"## path {path!r} over {len(rs)} runs: certified after "
+                  + (", ".join(f"{t:.1f}" for t in tt) + f" s (median {statistics.median(tt):.1f} s)" if tt else "never")
+                  + f"; wall {', '.join(f'{w:.1f}' for _, w in rs)} s (median "
+                  + f"{statistics.median(w for _, w in rs):.1f} s)")
     if len(results) == 2 and "full" in results and "working" in results:
         (a, wa, ta, fa, ra), (b, wb, tb, fb, rb) = results["full"], results["working"]
         print(f"\n## working vs full: objective relative difference {(b.objective - a.objective) / a.objective:+.2e}; "
