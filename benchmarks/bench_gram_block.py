@@ -4,10 +4,10 @@
 matrix one row chunk (c, n) of features at a time; its symmetric (k, k) part as an upper block triangle
 of ``block`` rows per product. A large block wastes up to ``block / 2`` rows of the triangle; a small
 one makes many small products. For each shape met in a solve (the first working set, ray rounds of k
-new rows against n, a tilted round recomputing every row), this times the products of one chunk with
-the solver's own kernel loop for several block sizes, and prints the rate of the *useful* flops
-(``c (2 k (n - k) + k^2)``, the exact triangle) against the dense float32 matmul rate of the same
-process. Shapes are from the ``cpu`` (P = 2,000) and paper (P = 8,000) scale solves.
+new rows against n, a tilted round recomputing every row), this times the products of one chunk
+with the same loop as ``set_gram_rows`` (:func:`triangle`) for several block sizes, and prints the
+rate of the *useful* flops (``c (2 k (n - k) + k^2)``, the exact triangle) against the dense float32
+matmul rate of the same process. Shapes are from the ``cpu`` (P = 2,000) and paper (P = 8,000) scale solves.
 
     python benchmarks/bench_gram_block.py [--threads 2] [--chunk 4096]
 """

@@ -229,7 +229,7 @@ class _Data:
         ``2 M k n``. Chunks in ``dtype``, accumulated in float64. ``clamp``: form the feature as
         ``(Yp a_j)_+`` (one product, as in :meth:`relu_gram`) instead of applying the pattern: the same
         feature for the unit generators (rays); for a tilted direction only up to its cone
-        projection's tolerance (:meth:`.workset._PatternSet.update` measured that and dropped it).
+        projection's tolerance (measured and dropped there: :mod:`.workset`'s docstring).
         """
         self.passes += 1
         n = cols.numel()

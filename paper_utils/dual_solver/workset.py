@@ -63,7 +63,12 @@ Measured on 2 quiet cores (sigma 0.5, beta 1e-5, one process, nothing else runni
   the ray phase took 8 rounds instead of 6 plus 4 refinement passes, 22 s instead of 21 s; solving
   the ray phase wholly on the quarter left the full problem's KKT violation at 88 beta); the Gram
   product in bfloat16 (4.2x the float32 matmul rate on this CPU, but its rounded (k, n) products made
-  Q indefinite and the lasso diverge).
+  Q indefinite and the lasso diverge); the tilted directions' float32 features formed by clamping,
+  ``(Yp a)_+``, instead of applying the pattern (one product per chunk fewer: the 1,536 rows of the
+  first tilted round at ``cpu`` scale in 7.75-8.0 s instead of 8.2-8.35 s). A tilted direction meets
+  its cone only to the projection's tolerance, relative to ``|s_j| / c_j``; at paper scale the second
+  round's refinement then stopped at a KKT violation of 1.5e-5 beta instead of 7.8e-7 (certified gap
+  4.2e-7 instead of 7.4e-8) and that round took 30 s instead of 10 s.
 - On a loaded machine (load 4-8, ``bench_solver_paths_cpu_2cores_run*.txt``, older code) the chunked
   passes ran at 5-15% of the dense rate and the working set lost to the full path on wall time: time
   it on quiet cores.
@@ -116,12 +121,7 @@ class _PatternSet:
         """(Re)compute the rows of the patterns ``pats`` (k,) (members or not) against S plus ``pats``
         with the current directions; new patterns join S with amplitude 0. ``rays``: the directions are
         the unit generators, whose features are formed as ``(Yp a_j)_+`` (:meth:`_Data.set_gram_rows`'
-        ``clamp``). Measured and dropped: clamping the tilted directions' float32 features too (one
-        product per chunk fewer: the 1,536 rows of the first tilted round at ``cpu`` scale in 7.75-8.0 s
-        instead of 8.2-8.35 s). A tilted direction meets its cone only to the projection's tolerance,
-        relative to ``|s_j| / c_j``; at paper scale the second round's refinement then stopped at a KKT
-        violation of 1.5e-5 beta instead of 7.8e-7 (certified gap 4.2e-7 instead of 7.4e-8) and that
-        round took 30 s instead of 10 s."""
+        ``clamp``; for tilted directions that was measured and dropped, module docstring)."""
         if pats.numel() == 0:
             return
         n_old = self.S.numel()
@@ -134,11 +134,10 @@ class _PatternSet:
         is_row = torch.zeros(self.P, dtype=torch.bool, device=S.device)
         is_row[pats] = True
         cols = torch.cat([pats, S[~is_row[S]]])                     # rows first
-        clamp = rays
-        Qr, qr = self.data.set_gram_rows(self.dirs[cols], cols, k, dtype, GRAM_BLOCK, clamp)  # positional: benchmarks wrap it
+        Qr, qr = self.data.set_gram_rows(self.dirs[cols], cols, k, dtype, GRAM_BLOCK, rays)  # positional: benchmarks wrap it
         self.rows += k
         tri = sum((min(b0 + GRAM_BLOCK, k) - b0) * (n - b0) for b0 in range(0, k, GRAM_BLOCK))
-        self.flops += 2.0 * self.data.M * (tri + (1 if clamp else 2) * n * self.data.d)
+        self.flops += 2.0 * self.data.M * (tri + (1 if rays else 2) * n * self.data.d)
         Q = torch.zeros(n, n, dtype=F64, device=S.device)
         Q[:n_old, :n_old] = self.Q
         pr, pc = pos[pats], pos[cols]
