@@ -30,10 +30,10 @@ data: venv data/mnist.npz
 
 data/mnist.npz:
 	$(MAKE) venv
-	$(PY) -m paper_utils.data
+	$(PY) -m paper_utils.data.mnist
 
 figures: venv data
-	$(PY) -m paper_utils.run_notebooks --scale $(SCALE) --device $(DEVICE)
+	$(PY) -m paper_utils.pipeline.run_notebooks --scale $(SCALE) --device $(DEVICE)
 
 test: venv data
 	$(PY) -m pytest -q tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider

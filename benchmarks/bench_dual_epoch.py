@@ -17,10 +17,11 @@ import time
 import torch
 
 from _rates import matmul_rate, sync  # benchmarks/ is on sys.path when run as a script
-from paper_utils import config, runtime
-from paper_utils.data import mnist_denoising
-from paper_utils.dual import DualNet, sample_generators
-from paper_utils.patches import extract_patches
+from paper_utils.pipeline import config
+from paper_utils.pipeline import runtime
+from paper_utils.data.mnist import mnist_denoising
+from paper_utils.nets.dual import DualNet, sample_generators
+from paper_utils.nets.patches import extract_patches
 
 
 def epoch(net: DualNet, opt, Yp_img: torch.Tensor, x_img: torch.Tensor, batch: int, cfg) -> float:

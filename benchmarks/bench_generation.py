@@ -25,12 +25,12 @@ import time
 
 import torch
 
-from paper_utils import config
-from paper_utils.data import load_mnist, mnist_denoising
-from paper_utils.dual import sample_generators
+from paper_utils.pipeline import config
+from paper_utils.data.mnist import load_mnist, mnist_denoising
+from paper_utils.nets.dual import sample_generators
 from paper_utils.dual_solver import solve_dual, solve_global
-from paper_utils.patches import extract_patches
-from paper_utils.paths import project_root
+from paper_utils.nets.patches import extract_patches
+from paper_utils.pipeline.paths import project_root
 
 
 def notebook01_reference(sigma: float) -> dict | None:

@@ -24,10 +24,10 @@ import time
 
 import torch
 
-from paper_utils import config
-from paper_utils.convergence import converge_primal
+from paper_utils.pipeline import config
+from paper_utils.training.convergence import converge_primal
 from paper_utils.dual_solver import solve_dual, solve_global
-from paper_utils.generation_experiments import SETTINGS, _problem
+from paper_utils.figures.pattern_generation import SETTINGS, _problem
 
 
 def main() -> None:

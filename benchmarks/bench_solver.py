@@ -4,12 +4,12 @@ MNIST Gaussian denoising (sigma 0.5), k = 3, beta = 1e-5, sizes of ``mnist_denoi
 (default ``cpu``: 600 images, M = 470,400 patches, P = 2,000 patterns; primal m = 512):
 
 (a) Adam + hinge on eq. (4) (``DualNet.penalized_loss``, lr 1e-5, batch 25 images, as in
-    :mod:`paper_utils.training`),
+    :mod:`paper_utils.training.adam`),
 (b) :func:`paper_utils.dual_solver.solve_dual`,
 (c) the primal network (m = 512, Kaiming-uniform init, Adam lr 1e-3, batch 25).
 
 Every method is judged by the training objective of the ReLU network it yields (eq. 2, evaluated with
-:func:`paper_utils.primal.primal_objective`): for the dual methods the network rebuilt by eq. (5),
+:func:`paper_utils.nets.primal.primal_objective`): for the dual methods the network rebuilt by eq. (5),
 the only fair measure when a method violates the constraints. For each method: the wall time until
 its network first comes within ``--rel`` (1e-3) of the best objective any method found, "not
 reached" if never within its time cap. Evaluation time is excluded from the Adam methods' clocks
@@ -37,12 +37,12 @@ import time
 import torch
 
 from _rates import matmul_rate, sync  # benchmarks/ is on sys.path when run as a script
-from paper_utils import config
-from paper_utils.data import mnist_denoising
-from paper_utils.dual import DualNet, sample_generators
+from paper_utils.pipeline import config
+from paper_utils.data.mnist import mnist_denoising
+from paper_utils.nets.dual import DualNet, sample_generators
 from paper_utils.dual_solver import _Data, solve_dual
-from paper_utils.patches import extract_patches, pixels
-from paper_utils.primal import PrimalNet, primal_objective
+from paper_utils.nets.patches import extract_patches, pixels
+from paper_utils.nets.primal import PrimalNet, primal_objective
 
 
 def kernel_rates(Yp, x, G, device, reps: int = 3) -> dict:

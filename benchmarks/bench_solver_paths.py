@@ -26,12 +26,12 @@ import torch
 
 from _rates import matmul_rate, sync  # benchmarks/ is on sys.path when run as a script
 from bench_solver import PassProfile
-from paper_utils import config
-from paper_utils.data import mnist_denoising
-from paper_utils.dual import sample_generators
+from paper_utils.pipeline import config
+from paper_utils.data.mnist import mnist_denoising
+from paper_utils.nets.dual import sample_generators
 from paper_utils.dual_solver import solve_dual
 from paper_utils.dual_solver.data import GRAM_BLOCK
-from paper_utils.patches import extract_patches, pixels
+from paper_utils.nets.patches import extract_patches, pixels
 
 
 def _set_rows_flops(M, d, P, a):

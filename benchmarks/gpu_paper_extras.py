@@ -6,7 +6,7 @@ prepares the paper-scale MRI datasets (JSENSE, cached in build/cache/mri as usua
 tensors to ``build/gpu_export/mri_paper.pt``.
 Step 2, on the GPU machine (torch only): ``python benchmarks/gpu_paper_extras.py train --cache DIR``
 trains the MRI primal/dual networks for R = 2, 4, 8 (into ``DIR/mri_models/<dataset stem>``, the
-layout of :func:`paper_utils.mri_experiments.model_cache`) and the two-iteration unrolled network of
+layout of :func:`paper_utils.mri.experiments.model_cache`) and the two-iteration unrolled network of
 Fig. 5b (sigma = 0.75, into ``DIR/unrolled``), then prints the time of each stage.
 Unpack ``DIR`` into ``build/cache`` and the paper-scale notebooks load these models.
 """
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import torch
 
-from paper_utils import config, runtime
-from paper_utils.cache import Cache
-from paper_utils.data import DenoisingSet
+from paper_utils.pipeline import config
+from paper_utils.pipeline import runtime
+from paper_utils.pipeline.cache import Cache
+from paper_utils.data.mnist import DenoisingSet
 
 EXPORT = Path("build/gpu_export/mri_paper.pt")
 
 
 def export() -> None:
-    from paper_utils.mri_experiments import load_mri_data
+    from paper_utils.mri.experiments import load_mri_data
 
     cfgs = [config.mri_config("paper", R) for R in config.MRI_ACCELERATIONS]
     t = time.perf_counter()
@@ -43,7 +44,7 @@ def export() -> None:
 
 
 def train(cache_root: Path, device: str, parts: list[str], accelerations: list[int]) -> None:
-    from paper_utils.experiments import load_or_train_dual, load_or_train_primal, train_denoisers
+    from paper_utils.training.denoisers import load_or_train_dual, load_or_train_primal, train_denoisers
 
     runtime.setup(0)
     dev = runtime.resolve_device(device)
@@ -62,7 +63,7 @@ def train(cache_root: Path, device: str, parts: list[str], accelerations: list[i
                       f"final train objective {hist.train_objective[-1]:.5g}, test loss {hist.test_loss[-1]:.5g}",
                       flush=True)
     if "unrolled" in parts:
-        from paper_utils.unrolled import load_or_train_unrolled
+        from paper_utils.training.unrolled import load_or_train_unrolled
 
         cfg = config.mnist_denoise_config("paper", 0.75)
         run = train_denoisers(cfg, device=dev, cache=Cache(cache_root), progress=False)

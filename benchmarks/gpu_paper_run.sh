@@ -11,7 +11,7 @@
 # Steps: check the bundle (present, at most 64 MiB, built for this Python), install it with
 # `pip install --no-index --no-deps --target $SITE` (the image's own packages are left alone), check
 # that every module the notebooks import loads and that papermill finds the `python3` kernel, then
-# `python -m paper_utils.run_notebooks --scale $SCALE --device $DEVICE` under a time limit, and pack
+# `python -m paper_utils.pipeline.run_notebooks --scale $SCALE --device $DEVICE` under a time limit, and pack
 # the results into $OUT as at most 5 files:
 #   run.log                   everything printed (environment, install, one line per notebook)
 #   timings.json              wall seconds and status per notebook, device name, total
@@ -76,7 +76,7 @@ bad = []
 print("python", platform.python_version(), sys.executable)
 for name in ("torch", "numpy", "scipy", "matplotlib", "seaborn", "sklearn", "skimage", "h5py", "tqdm", "numba",
              "papermill", "nbclient", "nbformat", "ipykernel", "jupyter_client", "zmq", "ipywidgets",
-             "sigpy", "sigpy.mri", "pywt", "nibabel", "pydicom", "dipy", "paper_utils.run_notebooks"):
+             "sigpy", "sigpy.mri", "pywt", "nibabel", "pydicom", "dipy", "paper_utils.pipeline.run_notebooks"):
     try:
         mod = importlib.import_module(name)
         print(f"{name:28s} {getattr(mod, '__version__', '')}  {getattr(mod, '__file__', '')}")
@@ -107,7 +107,7 @@ EOF
   "$PYTHON" -m pip check 2>&1 | sed 's/^/pip check: /' | head -20 || true
   sed -n 's/^# left out on purpose/pip check: expected missing, left out of the bundle on purpose/p' "$WHL/MANIFEST.txt"
   if [ -n "$MRI_CACHE" ]; then
-    local cache; cache=$("$PYTHON" -c 'from paper_utils.paths import cache_dir; print(cache_dir())')/mri
+    local cache; cache=$("$PYTHON" -c 'from paper_utils.pipeline.paths import cache_dir; print(cache_dir())')/mri
     mkdir -p "$cache" && cp -v "$MRI_CACHE"/mri-*.npz "$cache"/ || { echo "error: copying MRI_CACHE failed" >&2; return 1; }
   fi
 }
@@ -118,12 +118,12 @@ run_notebooks() {
   echo "== notebooks: at most $left s"
   echo yes > "$STARTED"
   # shellcheck disable=SC2086
-  timeout --kill-after=10 "$left" "$PYTHON" -m paper_utils.run_notebooks --scale "$SCALE" --device "$DEVICE" \
+  timeout --kill-after=10 "$left" "$PYTHON" -m paper_utils.pipeline.run_notebooks --scale "$SCALE" --device "$DEVICE" \
     ${ONLY:+--only $ONLY}
   local rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     echo "== cut off after $left s (DEADLINE); the claims of the notebooks that finished:"
-    "$PYTHON" -c "from paper_utils.report import write_report; print(write_report('$SCALE'))" || true
+    "$PYTHON" -c "from paper_utils.report.claims_report import write_report; print(write_report('$SCALE'))" || true
   fi
   return "$rc"
 }
@@ -133,7 +133,7 @@ rc=${PIPESTATUS[0]}
 
 # ---- pack the results: at most 5 files in $OUT (figures and notebooks only if the notebooks ran)
 started=$(cat "$STARTED"); rm -f "$STARTED"
-figdir=$("$PYTHON" -c "from paper_utils.paths import output_dir; print(output_dir('$SCALE'))" 2>/dev/null)
+figdir=$("$PYTHON" -c "from paper_utils.pipeline.paths import output_dir; print(output_dir('$SCALE'))" 2>/dev/null)
 [ -n "$started" ] && [ -f "build/$SCALE/timings.json" ] && cp "build/$SCALE/timings.json" "$OUT/timings.json"
 if [ -n "$started" ] && [ -n "$figdir" ] && [ -d "$figdir" ]; then
   tar czf "$OUT/figures_$SCALE.tar.gz" -C "$(dirname "$figdir")" "$(basename "$figdir")"

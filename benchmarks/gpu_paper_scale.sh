@@ -12,7 +12,7 @@ nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 timeout "${BENCH_LIMIT:-150}" python3 benchmarks/bench_dual_epoch.py --device cuda --eager --epochs 3 2>&1 \
   | grep -v Warning | tee "$OUT/bench_dual_epoch_gpu.txt"
-PAPER_UTILS_CACHE=$CACHE timeout "${TRAIN_LIMIT:-330}" python3 -m paper_utils.experiments --scale paper \
+PAPER_UTILS_CACHE=$CACHE timeout "${TRAIN_LIMIT:-330}" python3 -m paper_utils.training.denoisers --scale paper \
   --device cuda --no-progress 2>&1 | grep -v Warning | tee "$OUT/fig2_paper_train.txt"
 tar czf "$OUT/fig2_paper_cache.tgz" -C "$CACHE" .
 ls -la "$OUT"

@@ -25,7 +25,7 @@ def tmp_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def fake_mnist():
     """A deterministic stand-in with MNIST's shapes (tests must not depend on the real download)."""
-    from paper_utils.data import MnistArrays
+    from paper_utils.data.mnist import MnistArrays
 
     rng = np.random.default_rng(0)
     return MnistArrays(

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from paper_utils import config, data, noise, runtime
+from paper_utils.pipeline import config
+from paper_utils.data import mnist as data
+from paper_utils.data import noise
+from paper_utils.pipeline import runtime
 
 
 def _write_idx(path, array, gz=False):

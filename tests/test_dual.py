@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from paper_utils.dual import DualNet, dual_to_primal, sample_generators, sign_patterns
-from paper_utils.patches import extract_patches
-from paper_utils.primal import primal_objective
+from paper_utils.nets.dual import DualNet, dual_to_primal, sample_generators, sign_patterns
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import primal_objective
 
 
 def _problem(seed=0, n=3, h=6, P=25):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from paper_utils.dual import DualNet
+from paper_utils.nets.dual import DualNet
 from paper_utils.dual_solver import DualSolution, _lasso, _nnls_project, solve_dual
-from paper_utils.patches import extract_patches, pixels
-from paper_utils.primal import primal_objective
+from paper_utils.nets.patches import extract_patches, pixels
+from paper_utils.nets.primal import primal_objective
 
 cp = pytest.importorskip("cvxpy")
 
@@ -293,7 +293,7 @@ def test_solver_comparison_measures_from_the_certified_lower_bound():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paper_utils.solver_comparison import SolverComparison, plot_comparison, plot_feasibility
+    from paper_utils.figures.solver_certificate import SolverComparison, plot_comparison, plot_feasibility
 
     Y, x, G = _problem(60, 4, 5, 4)
     sol = solve_dual(Y, x, G, 1e-3, tol=1e-6)

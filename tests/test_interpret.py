@@ -1,4 +1,4 @@
-"""Interpretation tools (paper_utils.interpret) and the unrolled network (paper_utils.unrolled):
+"""Interpretation tools (paper_utils.report.interpret) and the unrolled network (paper_utils.training.unrolled):
 eq. (8) reproduces the dual's output, spectra of known filters, activation codes, seeded clustering."""
 
 import math
@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paper_utils import interpret
-from paper_utils.cache import Cache
-from paper_utils.config import mnist_denoise_config
-from paper_utils.data import DenoisingSet
-from paper_utils.dual import DualNet, sample_generators
-from paper_utils.patches import extract_patches
-from paper_utils.primal import PrimalNet
-from paper_utils.unrolled import UnrolledNet, load_or_train_unrolled
+from paper_utils.report import interpret
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import mnist_denoise_config
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.dual import DualNet, sample_generators
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import PrimalNet
+from paper_utils.training.unrolled import UnrolledNet, load_or_train_unrolled
 
 
 def _dual(seed=0, n=3, h=7, P=30, residual=False, zero_rows=()):

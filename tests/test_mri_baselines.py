@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from paper_utils import mri
-from paper_utils.data import DenoisingSet
+from paper_utils.data.mnist import DenoisingSet
 from paper_utils.mri.baselines import l1_wavelet_recon, magnitude_psnr_np
-from paper_utils.mri_baselines import apply_linear_filter, fit_linear_filter, linear_filter_loss
-from paper_utils.mri_optimum import optimum_subset
-from paper_utils.patches import extract_patches
+from paper_utils.mri.linear_filter import apply_linear_filter, fit_linear_filter, linear_filter_loss
+from paper_utils.mri.optimum import optimum_subset
+from paper_utils.nets.patches import extract_patches
 
 
 def test_linear_filter_recovers_a_known_residual_filter():

@@ -1,4 +1,4 @@
-"""Tests of paper_utils.mri_experiments (Figures 6, 7, 11): image metrics on known inputs, the
+"""Tests of paper_utils.mri.experiments (Figures 6, 7, 11): image metrics on known inputs, the
 complex recombination of real/imaginary outputs, frequency responses of dual filters, and a tiny
 end-to-end run (2 training slices) that must be deterministic and served from the caches.
 The whole file runs in well under a minute on 2 CPU cores (JSENSE: about 1 s per slice)."""
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from paper_utils import config, mri
-from paper_utils import mri_experiments as mx
-from paper_utils.dual import DualNet
-from paper_utils.interpret import filter_spectra
-from paper_utils.patches import extract_patches
+from paper_utils.pipeline import config
+from paper_utils import mri
+from paper_utils.mri import experiments as mx
+from paper_utils.nets.dual import DualNet
+from paper_utils.report.interpret import filter_spectra
+from paper_utils.nets.patches import extract_patches
 
 # ------------------------------------------------------------------------------ metrics
 

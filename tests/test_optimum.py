@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from paper_utils.claims import Claim
-from paper_utils.convergence import converge_primal, kaiming_init, patch_objective
-from paper_utils.patches import extract_patches
-from paper_utils.primal import PrimalNet, primal_objective
-from paper_utils.report import pair_claims, render_markdown
+from paper_utils.report.claims import Claim
+from paper_utils.training.convergence import converge_primal, kaiming_init, patch_objective
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import PrimalNet, primal_objective
+from paper_utils.report.claims_report import pair_claims, render_markdown
 
 
 def _problem(n=6, h=8, seed=0):

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paper_utils.patches import extract_patches, pixels, to_images
-from paper_utils.primal import PrimalNet, primal_objective
+from paper_utils.nets.patches import extract_patches, pixels, to_images
+from paper_utils.nets.primal import PrimalNet, primal_objective
 
 
 @pytest.mark.parametrize("k,c", [(3, 1), (5, 2), (7, 1)])

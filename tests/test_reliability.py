@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from paper_utils import config, data, report, run_notebooks
-from paper_utils.data import DenoisingSet
-from paper_utils.training import train_primal
+from paper_utils.pipeline import config
+from paper_utils.data import mnist as data
+from paper_utils.report import claims_report as report
+from paper_utils.pipeline import run_notebooks
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.training.adam import train_primal
 
 ROOT = Path(__file__).resolve().parent.parent
 HAVE_MNIST = (ROOT / "data" / "mnist.npz").exists()
@@ -21,7 +24,7 @@ HAVE_MNIST = (ROOT / "data" / "mnist.npz").exists()
 
 def _cli(cache, *extra):
     env = {**os.environ, "PAPER_UTILS_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    return [sys.executable, "-m", "paper_utils.experiments", "--scale", "smoke", "--device", "cpu",
+    return [sys.executable, "-m", "paper_utils.training.denoisers", "--scale", "smoke", "--device", "cpu",
             "--sigmas", "0.5", "--no-progress", *extra], env
 
 
@@ -86,7 +89,7 @@ def test_runner_reports_failures_and_goes_on(tmp_path, monkeypatch):
 
 
 def test_report_lists_failing_claims(tmp_path, monkeypatch):
-    from paper_utils.claims import Claim, record_claims
+    from paper_utils.report.claims import Claim, record_claims
 
     monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
     record_claims("01_x", [Claim("a", "holds", 0.0, 0.1, True), Claim("b", "fails", 0.5, 0.1, False)],

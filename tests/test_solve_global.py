@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from paper_utils.dual import solve_global as solve_global_from_dual
+from paper_utils.dual_solver import solve_global as solve_global_from_dual
 from paper_utils.dual_solver import GlobalSolution, solve_dual, solve_global
 from paper_utils.dual_solver.arrangement import count_cells_bound, enumerate_cells, hyperplanes
 from paper_utils.dual_solver.pricing import (best_response_search, exact_max_violation, full_lower_bound,
@@ -27,7 +27,7 @@ def _gaussian(M, d, seed):
 def _mnist_windows(M, seed):
     """2 x 2 windows (d = 4) of a real MNIST digit around its strokes (zero rows, repeated rows: not in
     general position), target: the pixel below-right of each window."""
-    from paper_utils.data import load_mnist
+    from paper_utils.data.mnist import load_mnist
 
     try:
         img = load_mnist().train_images[seed].astype(np.float64) / 255.0

@@ -1,4 +1,4 @@
-"""Noise models of App. B.1, the resumable sweep (paper_utils.sweep) and Figure 10's threshold rule."""
+"""Noise models of App. B.1, the resumable sweep (paper_utils.training.sweep) and Figure 10's threshold rule."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import math
 import pytest
 import torch
 
-from paper_utils import config, experiments, sweep
-from paper_utils.cache import Cache
-from paper_utils.config import DenoiseConfig
-from paper_utils.noise import add_noise
-from paper_utils.training import History
+from paper_utils.pipeline import config
+from paper_utils.training import denoisers as experiments
+from paper_utils.training import sweep
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import DenoiseConfig
+from paper_utils.data.noise import add_noise
+from paper_utils.training.adam import History
 
 N_SAMPLES = 1_000_000
 

@@ -5,10 +5,12 @@ import json
 import pytest
 import torch
 
-from paper_utils import cache as cache_mod
-from paper_utils import claims, config, experiments
-from paper_utils.data import mnist_denoising
-from paper_utils.training import TrainingDiverged, train_dual, train_primal
+from paper_utils.pipeline import cache as cache_mod
+from paper_utils.report import claims
+from paper_utils.pipeline import config
+from paper_utils.training import denoisers as experiments
+from paper_utils.data.mnist import mnist_denoising
+from paper_utils.training.adam import TrainingDiverged, train_dual, train_primal
 
 
 def _tiny(fake_mnist, **changes):

@@ -23,7 +23,7 @@ from .solve import solve_dual
 #: bumped whenever a change can alter a returned solution or its status (8: the Gram triangle in blocks
 #: of 256 rows and the first tilted round refined from the model's optimum change the iterates at the
 #: rounding level, and with them solve_global's path); cached solutions
-#: (``paper_utils.experiments.load_or_solve_exact_data``) carry it in their names
+#: (``paper_utils.training.denoisers.load_or_solve_exact_data``) carry it in their names
 SOLVER_VERSION = 8
 
 __all__ = ["SOLVER_VERSION", "DualSolution", "GlobalSolution", "solve_dual", "solve_global"]

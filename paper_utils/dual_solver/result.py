@@ -2,7 +2,7 @@ r"""The result of the exact solver of eq. (4), :class:`DualSolution`, and its in
 
 :func:`paper_utils.dual_solver.solve_dual` (its module docstring states the program) returns a point
 that satisfies every one of the ``2 M P`` cone constraints up to floating point (``max_violation``,
-as :meth:`paper_utils.dual.DualNet.max_violation` defines it), its certified lower bound on ``d_P``,
+as :meth:`paper_utils.nets.dual.DualNet.max_violation` defines it), its certified lower bound on ``d_P``,
 and the eq. (5) ReLU network (:meth:`DualSolution.to_primal`) that reproduces its predictions and its
 objective.
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from ..nets.dual import dual_to_primal
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,7 +60,7 @@ class DualSolution:
     G: torch.Tensor | None = None
 
     def as_dict(self) -> dict:
-        """Plain tensors and numbers (for :class:`paper_utils.cache.Cache`); inverse of :meth:`from_dict`."""
+        """Plain tensors and numbers (for :class:`paper_utils.pipeline.cache.Cache`); inverse of :meth:`from_dict`."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["W"], out["Z"] = self.W.detach().cpu(), self.Z.detach().cpu()
         out["G"] = None if self.G is None else self.G.detach().cpu()
@@ -88,13 +90,11 @@ class DualSolution:
         """The ReLU network of eq. (5).
 
         With ``kernel_size=None`` returns the patch-form pair ``(U (m, d), v (m,))`` of
-        :meth:`patch_weights`; otherwise a :class:`paper_utils.primal.PrimalNet` built by
-        :func:`paper_utils.dual.dual_to_primal` (``d`` must equal ``channels * kernel_size**2``).
+        :meth:`patch_weights`; otherwise a :class:`paper_utils.nets.primal.PrimalNet` built by
+        :func:`paper_utils.nets.dual.dual_to_primal` (``d`` must equal ``channels * kernel_size**2``).
         """
         if kernel_size is None:
             return self.patch_weights(tol)
-        from ..dual import dual_to_primal  # late import: paper_utils.dual re-exports this package
-
         return dual_to_primal(self.W, self.Z, kernel_size, channels, residual=residual, tol=tol)
 
     def predict_patches(self, Yp: torch.Tensor, chunk_rows: int = 4096) -> torch.Tensor:

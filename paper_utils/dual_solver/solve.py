@@ -9,7 +9,7 @@ patterns ``D_i = diag(1[Yp g_i >= 0])``, :func:`solve_dual` solves
     \qquad K_i = \{ w : (2D_i - I)\, Yp\, w \ge 0 \},
 
 returns a point that satisfies every one of the ``2 M P`` cone constraints (up to floating point;
-``max_violation`` reports the largest, as :meth:`paper_utils.dual.DualNet.max_violation` defines it),
+``max_violation`` reports the largest, as :meth:`paper_utils.nets.dual.DualNet.max_violation` defines it),
 so that the ReLU network of eq. (5) (:meth:`DualSolution.to_primal`) reproduces its predictions and
 its objective, and certifies it with a lower bound on ``d_P``.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache import sha256_file
+from paper_utils.pipeline.cache import sha256_file
 from .constants import (ACCEL_REL_TOL, CALIB_SIZE, DEFAULT_NOISE_STD, IMAGE_SIZE, JSENSE_KWARGS, MIN_FOREGROUND_FRACTION,
                         MRI_CODE_VERSION, N_COILS)
 from .fastmri import _fastmri_num_slices, fastmri_files, split_fastmri_files
@@ -95,8 +95,8 @@ class MRIDataset:
 
 def default_cache_dir() -> Path:
     """``<cache root>/mri``: ``build/cache/mri`` under the project root by default
-    (:func:`paper_utils.paths.cache_dir`, which honours ``$PAPER_UTILS_CACHE``)."""
-    from ..paths import cache_dir
+    (:func:`paper_utils.pipeline.paths.cache_dir`, which honours ``$PAPER_UTILS_CACHE``)."""
+    from paper_utils.pipeline.paths import cache_dir
 
     return Path(cache_dir()) / "mri"
 

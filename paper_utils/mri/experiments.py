@@ -10,7 +10,7 @@ the same part of the fully sampled SENSE image, and both networks learn the corr
     f(Y) = \sum_{j=1}^{m} (Y \circledast u_j)_+ \circledast v_j \ \text{(primal, eq. 2)}, \qquad
     f(y_p) = \sum_{i=1}^{P} d_i(p)\, y_p^\top (w_i - z_i) \ \text{(dual, eq. 4 and 8)}.
 
-Paper settings (App. B.4, :func:`paper_utils.config.mri_config`): k = 7 (padding 3), primal m = 1024
+Paper settings (App. B.4, :func:`paper_utils.pipeline.config.mri_config`): k = 7 (padding 3), primal m = 1024
 (Adam lr 1e-3), dual P = 5000 sampled patterns (Adam lr 5e-7, hinge penalty), batch 2, 25 epochs,
 beta = 1e-5; R in {2, 4, 8}.
 
@@ -23,14 +23,14 @@ data range (:func:`magnitude_ssim`), averaged over test slices. Four reconstruct
 eq. (5), and the zero-filled input itself (the baseline both networks must beat).
 
 Figure 11 shows the magnitude frequency responses of dual filters ``w_i`` (k x k, zero-padded to
-80 x 80, centred spectrum) with the helpers of :mod:`paper_utils.interpret` (``filter_spectra``,
+80 x 80, centred spectrum) with the helpers of :mod:`paper_utils.report.interpret` (``filter_spectra``,
 ``count_null_filters``, ``tile_images``, the conventions of Figure 4); :func:`select_filters` draws
 the filters shown and :func:`peak_frequencies` / :func:`frequency_bands` summarise where each
 response peaks.
 
-Baselines (:mod:`paper_utils.mri_baselines`): the zero-filled input, the best linear 7 x 7 residual
+Baselines (:mod:`paper_utils.mri.linear_filter`): the zero-filled input, the best linear 7 x 7 residual
 filter (closed-form least squares on the training set) and SigPy's L1-wavelet reconstruction are
-scored with the networks. The optimum basis (:mod:`paper_utils.mri_optimum`): the sampled dual solved
+scored with the networks. The optimum basis (:mod:`paper_utils.mri.optimum`): the sampled dual solved
 exactly with a certified gap and the primal trained to its stopping rule, passed to
 :func:`evaluate_mri` as ``optimum``.
 
@@ -38,7 +38,7 @@ Letter key: N slices (2N real single-channel examples), H = W = 80, k kernel siz
 dimension, P patterns, m primal filters.
 
 Caching: the data are cached by :func:`paper_utils.mri.load_mri_datasets`; models by
-:func:`paper_utils.experiments.load_or_train_primal` / ``load_or_train_dual`` in a model cache
+:func:`paper_utils.training.denoisers.load_or_train_primal` / ``load_or_train_dual`` in a model cache
 whose folder is named after the dataset's cache file (:func:`model_cache`), so models trained on
 different data (simulated vs fastMRI, another seed or slice count) never collide.
 """
@@ -53,14 +53,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import mri
-from .cache import Cache
-from .config import DenoiseConfig
-from .data import DenoisingSet
-from .experiments import DenoiseRun, load_or_train_dual, load_or_train_primal
-from .paths import cache_dir
-from .mri_filters import FREQUENCY_BANDS, frequency_bands, peak_frequencies, select_filters
-from .mri_metrics import complex_magnitudes, magnitude_psnr, magnitude_ssim
+from paper_utils import mri
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import DenoiseConfig
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.training.denoisers import DenoiseRun, load_or_train_dual, load_or_train_primal
+from paper_utils.pipeline.paths import cache_dir
+from paper_utils.mri.filters import FREQUENCY_BANDS, frequency_bands, peak_frequencies, select_filters
+from paper_utils.mri.metrics import complex_magnitudes, magnitude_psnr, magnitude_ssim
 
 __all__ = [
     "METHODS",
@@ -96,7 +96,7 @@ __all__ = [
 ]
 
 #: the reconstructions scored by :func:`evaluate_mri`, in table order: the paper's networks (as
-#: published), the baselines (:mod:`paper_utils.mri_baselines`), then the optimum basis when given
+#: published), the baselines (:mod:`paper_utils.mri.linear_filter`), then the optimum basis when given
 METHODS = ("primal", "dual", "rebuilt", "zero-filled", "linear 7x7", "L1-wavelet")
 OPTIMUM_METHODS = ("exact dual", "converged primal")
 #: Figure 7's accelerations (paper: "undersampling R = 2, 4")
@@ -117,7 +117,7 @@ def source_label(data: mri.MRIDataset) -> str:
 
 
 def mri_denoising_sets(data: mri.MRIDataset) -> tuple[DenoisingSet, DenoisingSet]:
-    """The train and test splits of ``data`` as :class:`~paper_utils.data.DenoisingSet` pairs.
+    """The train and test splits of ``data`` as :class:`~paper_utils.data.mnist.DenoisingSet` pairs.
 
     ``noisy`` is the zero-filled input ``Y`` and ``clean`` the target ``X``, both (2N, 1, 80, 80)
     float32 with real and imaginary parts as separate examples (paper Sec. 5.2). The MRI data are
@@ -133,7 +133,7 @@ def _check_mri_config(cfg: DenoiseConfig) -> None:
         raise ValueError(f"expected a DenoiseConfig, got {type(cfg).__name__}")
     if cfg.dataset != "mri":
         raise ValueError(f"configuration {cfg.label()} is not an MRI one (dataset={cfg.dataset!r}); "
-                         "use paper_utils.config.mri_config")
+                         "use paper_utils.pipeline.config.mri_config")
 
 
 def load_mri_data(cfgs: Sequence[DenoiseConfig], *, source: str = "simulated", fastmri_path=None,
@@ -141,7 +141,7 @@ def load_mri_data(cfgs: Sequence[DenoiseConfig], *, source: str = "simulated", f
     """The prepared datasets of several MRI configurations, built in one pass (one JSENSE per slice).
 
     Args:
-        cfgs: MRI configurations (:func:`paper_utils.config.mri_config`) that differ only in the
+        cfgs: MRI configurations (:func:`paper_utils.pipeline.config.mri_config`) that differ only in the
             acceleration R (``noise_level``); ``n_train`` / ``n_test`` count slices, ``seed``
             seeds the simulation and the masks.
         source: ``"simulated"`` or ``"fastmri"`` (see :func:`paper_utils.mri.load_mri_datasets`).
@@ -170,7 +170,7 @@ def model_cache(data: mri.MRIDataset, root: str | Path | None = None) -> Cache:
     """The model cache of networks trained on ``data``: ``<root>/mri_models/<dataset file stem>``.
 
     The dataset's cache file name carries its source, R and a hash of its configuration, so the
-    model cache key (:meth:`paper_utils.config.DenoiseConfig.key`, which does not know the data
+    model cache key (:meth:`paper_utils.pipeline.config.DenoiseConfig.key`, which does not know the data
     source) cannot mix up models trained on different data.
     """
     root = Path(root) if root is not None else cache_dir()
@@ -181,14 +181,14 @@ def model_cache(data: mri.MRIDataset, root: str | Path | None = None) -> Cache:
 @dataclass
 class MRIRun(DenoiseRun):
     """One acceleration R: data, both trained networks and their per-epoch curves (a
-    :class:`paper_utils.experiments.DenoiseRun` plus the MRI dataset and timings).
+    :class:`paper_utils.training.denoisers.DenoiseRun` plus the MRI dataset and timings).
 
     Attributes:
-        cfg: the configuration (:func:`paper_utils.config.mri_config`).
+        cfg: the configuration (:func:`paper_utils.pipeline.config.mri_config`).
         data: the prepared dataset at R.
         train, test: ``data`` as denoising sets (2N, 1, 80, 80).
         primal, dual: the trained networks (residual, eq. 6).
-        primal_history, dual_history: per-epoch curves (:class:`paper_utils.training.History`).
+        primal_history, dual_history: per-epoch curves (:class:`paper_utils.training.adam.History`).
         seconds: wall-clock seconds of this process: ``data`` (shared by the runs loaded together),
             ``primal`` and ``dual`` (training, or loading from the cache).
         from_cache: whether ``data``, ``primal`` and ``dual`` were loaded rather than computed.
@@ -204,7 +204,7 @@ class MRIRun(DenoiseRun):
 
 
 def _model_name(cfg: DenoiseConfig) -> str:
-    # the name paper_utils.experiments uses for its cache entries
+    # the name paper_utils.training.denoisers uses for its cache entries
     return f"{cfg.label()}-{cfg.key()}"
 
 
@@ -214,7 +214,7 @@ def train_mri(cfg: DenoiseConfig, device: torch.device | str = "cpu", *, data: m
     """Data and both networks of one MRI configuration, loaded from the caches or trained.
 
     Args:
-        cfg: an MRI configuration (:func:`paper_utils.config.mri_config`).
+        cfg: an MRI configuration (:func:`paper_utils.pipeline.config.mri_config`).
         device: where to train (``torch.device`` or name).
         data: the prepared dataset, if already loaded (e.g. by :func:`load_mri_data`); otherwise it
             is loaded (or built) here from ``source`` / ``fastmri_path``.
@@ -274,8 +274,8 @@ def train_mri_runs(cfgs: Sequence[DenoiseConfig], device: torch.device | str = "
 
 
 # --------------------------------------------------------------------------------------------
-# Evaluation on complex slices (Figure 7); metrics in paper_utils.mri_metrics, Figure 11 helpers in
-# paper_utils.mri_filters (both re-exported here)
+# Evaluation on complex slices (Figure 7); metrics in paper_utils.mri.metrics, Figure 11 helpers in
+# paper_utils.mri.filters (both re-exported here)
 # --------------------------------------------------------------------------------------------
 
 
@@ -319,14 +319,14 @@ class MRIScores:
 
 def evaluate_mri(run: MRIRun, *, batch_size: int = 8, optimum=None) -> MRIScores:
     """PSNR and SSIM on the complex test slices of every reconstruction of :data:`METHODS`
-    (and :data:`OPTIMUM_METHODS` when ``optimum``, a :class:`paper_utils.mri_optimum.MRIOptimum`, is given).
+    (and :data:`OPTIMUM_METHODS` when ``optimum``, a :class:`paper_utils.mri.optimum.MRIOptimum`, is given).
 
     Each method's outputs for the real and imaginary parts are recombined into complex images
     (:func:`paper_utils.mri.pairs_to_complex`), their magnitude is compared with the target's
     magnitude (:func:`magnitude_psnr`, :func:`magnitude_ssim`) slice by slice. The linear filter is
     fitted on the run's training set here; the L1-wavelet images come with the data set.
     """
-    from .mri_baselines import apply_linear_filter, fit_linear_filter
+    from paper_utils.mri.linear_filter import apply_linear_filter, fit_linear_filter
 
     t0 = time.perf_counter()
     inputs = run.data.test_input
@@ -355,7 +355,7 @@ def baseline_losses(run: MRIRun) -> dict[str, tuple[float | None, float]]:
     """The networks' loss ``1/(2M) ||out - X||^2`` (train, test) of the baselines, for Figure 6's
     horizontal lines: zero-filled input, best linear 7 x 7 filter (fitted on the training set) and
     L1-wavelet (test only: it is computed for the test slices)."""
-    from .mri_baselines import fit_linear_filter, linear_filter_loss
+    from paper_utils.mri.linear_filter import fit_linear_filter, linear_filter_loss
 
     w = fit_linear_filter(run.train, run.cfg.kernel_size)
     zf = tuple(float(0.5 * torch.mean((d.clean.double() - d.noisy.double()) ** 2)) for d in (run.train, run.test))
@@ -472,12 +472,13 @@ def main(argv: list[str] | None = None) -> None:
     """Train (and cache) the MRI models of Figures 6, 7 and 11 without Jupyter, e.g. on a GPU machine,
     and print the duality gaps, the test PSNR/SSIM and the time per stage:
 
-        python -m paper_utils.mri_experiments --scale paper --device cuda
+        python -m paper_utils.mri.experiments --scale paper --device cuda
     """
     import argparse
 
-    from . import config, runtime
-    from .experiments import format_rows
+    from paper_utils.pipeline import config
+    from paper_utils.pipeline import runtime
+    from paper_utils.training.denoisers import format_rows
 
     parser = argparse.ArgumentParser(description="Train and cache the MRI primal and dual networks (Fig. 6, 7, 11).")
     parser.add_argument("--scale", default="cpu", choices=config.SCALES)

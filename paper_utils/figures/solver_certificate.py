@@ -5,7 +5,7 @@ Every method is judged by the training objective of the ReLU network it yields: 
 own eq. (2) objective, for the dual methods the network rebuilt by eq. (5) (for Adam + hinge this
 differs from the dual's eq. (4) value whenever constraints are violated; for the exact solver the
 two agree, since its points are feasible). Times: the Adam curves record training time per epoch
-(evaluation excluded, :mod:`paper_utils.training`), the solver its wall time per step.
+(evaluation excluded, :mod:`paper_utils.training.adam`), the solver its wall time per step.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .dual_solver import DualSolution
-from .experiments import DenoiseRun, load_or_solve_exact
+from paper_utils.dual_solver import DualSolution
+from paper_utils.training.denoisers import DenoiseRun, load_or_solve_exact
 
 
 @dataclass
@@ -57,7 +57,7 @@ class SolverComparison:
 def compare_solvers(run: DenoiseRun, *, tol: float = 1e-6, time_limit: float | None = None,
                     progress: bool = False) -> SolverComparison:
     """Solve ``run``'s sampled dual (same patterns ``G``, data and beta) exactly (or load the solution
-    notebook 01 cached, :func:`paper_utils.experiments.load_or_solve_exact`) and collect all curves."""
+    notebook 01 cached, :func:`paper_utils.training.denoisers.load_or_solve_exact`) and collect all curves."""
     exact = load_or_solve_exact(run, tol=tol, time_limit=time_limit, progress=progress)
     sol = exact.solution
     ph, dh = run.primal_history, run.dual_history

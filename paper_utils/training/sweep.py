@@ -1,14 +1,14 @@
 r"""Sweeps over grids of configurations (Figures 8-10), resumable through the model cache.
 
 A sweep is a list of jobs ``(model, cfg)``: the primal network of eq. (2) or the convex dual of
-eq. (4) for one :class:`~paper_utils.config.DenoiseConfig`. :func:`run_sweep` trains each job (or
-loads it) through :func:`paper_utils.experiments.load_or_train_primal` / ``load_or_train_dual``,
+eq. (4) for one :class:`~paper_utils.pipeline.config.DenoiseConfig`. :func:`run_sweep` trains each job (or
+loads it) through :func:`paper_utils.training.denoisers.load_or_train_primal` / ``load_or_train_dual``,
 which save every network under its configuration key as soon as it is trained. A sweep interrupted
 anywhere (a kill, a crash, a diverged run) therefore resumes where it stopped: finished entries load
 from the cache and nothing finished is redone. Notebooks call :func:`run_sweep` and only plot.
 
 The result is tidy: one row (a dict) per job with the configuration's fields, its per-epoch curves
-(:class:`~paper_utils.training.History`) and its final numbers. :func:`curves_long` flattens rows to
+(:class:`~paper_utils.training.adam.History`) and its final numbers. :func:`curves_long` flattens rows to
 the long format seaborn plots (a dict of equal-length lists, one entry per job, network, part and
 epoch); :func:`select` filters it. No pandas is needed.
 
@@ -34,11 +34,11 @@ from collections.abc import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import experiments
-from .cache import Cache
-from .config import DenoiseConfig, check_scale
-from .data import DenoisingSet, MnistArrays, load_mnist, mnist_denoising
-from .training import History
+from paper_utils.training import denoisers as experiments
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import DenoiseConfig, check_scale
+from paper_utils.data.mnist import DenoisingSet, MnistArrays, load_mnist, mnist_denoising
+from paper_utils.training.adam import History
 
 MODELS = ("primal", "dual")
 
@@ -88,7 +88,7 @@ def sweep_jobs(configs: Iterable[DenoiseConfig], models: Sequence[str] = MODELS)
 
 
 def cache_name(cfg: DenoiseConfig) -> str:
-    """The cache entry name :mod:`paper_utils.experiments` uses for ``cfg`` (``<label>-<key>``)."""
+    """The cache entry name :mod:`paper_utils.training.denoisers` uses for ``cfg`` (``<label>-<key>``)."""
     return f"{cfg.label()}-{cfg.key()}"
 
 
@@ -138,7 +138,7 @@ def run_sweep(jobs: Sequence[tuple[str, DenoiseConfig]], *, device: torch.device
             Only MNIST configurations are supported.
         device: where to train.
         cache: the model cache (default ``build/cache``).
-        arrays: MNIST arrays (default :func:`paper_utils.data.load_mnist`, loaded on first need).
+        arrays: MNIST arrays (default :func:`paper_utils.data.mnist.load_mnist`, loaded on first need).
         progress: a tqdm bar over the grid.
         train_progress: also the per-epoch bars of each training run.
 
@@ -151,7 +151,7 @@ def run_sweep(jobs: Sequence[tuple[str, DenoiseConfig]], *, device: torch.device
 
     Raises:
         ValueError: an unknown model or a non-MNIST configuration.
-        paper_utils.training.TrainingDiverged: a run diverged (the finished ones stay cached).
+        paper_utils.training.adam.TrainingDiverged: a run diverged (the finished ones stay cached).
     """
     jobs = list(jobs)
     for model, cfg in jobs:

@@ -7,7 +7,7 @@ Every notebook takes ``scale`` as a papermill parameter and maps it here:
 - ``paper``: the paper's settings (Sahiner et al. 2021, Sec. 5 and App. B), meant for one GPU.
 
 A configuration is a frozen dataclass; :meth:`DenoiseConfig.key` hashes every field that changes
-the trained model, so the model cache (:mod:`paper_utils.cache`) is keyed by configuration.
+the trained model, so the model cache (:mod:`paper_utils.pipeline.cache`) is keyed by configuration.
 Unknown scale names raise ``ValueError``; there are no alias keys.
 """
 
@@ -137,7 +137,7 @@ def mnist_denoise_config(scale: str, sigma: float, *, seed: int = 0) -> DenoiseC
 
 
 # The "optimum" basis (DESIGN.md section 9, issue 12): the primal trained by
-# paper_utils.convergence.converge_primal from several Kaiming-uniform initialisations. Iteration budgets
+# paper_utils.training.convergence.converge_primal from several Kaiming-uniform initialisations. Iteration budgets
 # (not time limits) keep runs reproducible: the time limit is a safety net far above a budget's expected
 # time (``cpu``: 120 L-BFGS iterations take about 110 s on 2 cores), and a seed stopped by it says so. At `cpu` scale on 2 CPU cores a full-batch L-BFGS iteration at
 # m = 512 costs about 0.5-1 s (M = 470,400 patches), so the budget there cannot reach the stopping rule;
@@ -230,7 +230,7 @@ _MRI_SIZES = {
     # slices (the paper had 370), the paper's widths, patterns and epochs
     "paper": dict(n_train=1000, n_test=200, n_filters=1024, n_patterns=5000, epochs=25),
 }
-# The optimum basis (paper_utils.mri_optimum): the exact certified dual and the converged primal on
+# The optimum basis (paper_utils.mri.optimum): the exact certified dual and the converged primal on
 # n_slices training slices cropped to crop x crop (None: 80 x 80); the exact solver's time grows with
 # M = 2 n_slices crop^2 patches and with P (measured at smoke size, 1 slice 80 x 80, P = 128: 1-4 min).
 _MRI_OPTIMUM = {

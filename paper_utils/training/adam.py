@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .config import DenoiseConfig
-from .data import DenoisingSet
-from .dual import DualNet, sample_generators
-from .patches import extract_patches
-from .primal import PrimalNet, primal_objective
+from paper_utils.pipeline.config import DenoiseConfig
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.dual import DualNet, sample_generators
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import PrimalNet, primal_objective
 
 
 class TrainingDiverged(RuntimeError):
@@ -133,7 +133,7 @@ def train_dual(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, d
                G: torch.Tensor | None = None, progress: bool = True, fast: bool = False) -> tuple[DualNet, History]:
     """Train the dual network of eq. (4) the paper's way (Adam + hinge); returns the net and its curves.
 
-    ``G`` (d, P) defaults to :func:`paper_utils.dual.sample_generators` on the training patches
+    ``G`` (d, P) defaults to :func:`paper_utils.nets.dual.sample_generators` on the training patches
     with ``cfg.seed``.
     """
     check_finite_data(train, test)

@@ -13,8 +13,8 @@ a linear filter chosen per pixel (eq. 8): the binary vector ``d(p)`` over the no
 non-zero filters matter. For a primal network (eq. 1) the analogous code of pixel p is
 ``1[(Y conv u_j)(p) > 0]`` over the non-zero paths ``j`` (``|v_j| ||u_j|| > 0``).
 
-This module computes, for any trained :class:`~paper_utils.dual.DualNet` or
-:class:`~paper_utils.primal.PrimalNet`:
+This module computes, for any trained :class:`~paper_utils.nets.dual.DualNet` or
+:class:`~paper_utils.nets.primal.PrimalNet`:
 
 - :func:`effective_filters`: ``sum_i d_i(p) v_i`` per pixel, and :func:`piecewise_linear_forward`,
   the network's output rebuilt from them (eq. 8);
@@ -39,11 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DenoisingSet
-from .dual import DualNet
-from .metrics import psnr_per_image
-from .patches import extract_patches
-from .primal import PrimalNet
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.dual import DualNet
+from paper_utils.report.metrics import psnr_per_image
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import PrimalNet
 
 #: a filter is "null" when its norm is below this fraction of the largest filter norm
 NULL_REL_TOL = 1e-2
@@ -400,7 +400,7 @@ def predict(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 500) -
 def pixel_psnr(prediction: torch.Tensor, data: DenoisingSet, which: slice | torch.Tensor | None = None) -> np.ndarray:
     """PSNR (dB) of each image against ``data.clean``, in [0, 1] pixel units (data range 1).
 
-    The normalisation is undone first (``pixel = mean + std * value``, :class:`~paper_utils.data.DenoisingSet`);
+    The normalisation is undone first (``pixel = mean + std * value``, :class:`~paper_utils.data.mnist.DenoisingSet`);
     outputs are not clipped. ``which`` selects the images of ``data`` that ``prediction`` (n, 1, H, W) holds
     (default: all).
     """

@@ -11,7 +11,7 @@ eq. (3),
 
 ``Yp`` (M, d) the patch matrix, ``x`` (M,) the targets (``X``, or ``X - Y`` for the residual network of
 eq. 6), ``U`` (m, d) the first-layer filters and ``v`` (m,) the second layer: exactly the objective of
-:func:`paper_utils.primal.primal_objective` (same normalisation: loss averaged over pixels, ``beta`` not).
+:func:`paper_utils.nets.primal.primal_objective` (same normalisation: loss averaged over pixels, ``beta`` not).
 
 Schedule (a "training that really converges", issue 12):
 
@@ -33,7 +33,7 @@ problem, 1,500 float64 L-BFGS iterations left the gradient norm at 1e-3 while th
 3e-10 per 100 iterations. A gradient-norm test would call such a point unconverged forever.
 
 A converged primal is a *local* solution. Its objective against the certified optimum ``d_P`` of
-the sampled dual (:func:`paper_utils.dual.solve_dual`) is the test: Theorem 1 gives ``p* = d <= d_P``,
+the sampled dual (:func:`paper_utils.nets.dual.solve_dual`) is the test: Theorem 1 gives ``p* = d <= d_P``,
 so a primal far above ``d_P`` is stuck (a poor local minimum or saddle), and a primal below ``d_P``
 uses sign patterns the sample lacks.
 
@@ -51,11 +51,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import Cache
-from .config import DenoiseConfig
-from .data import DenoisingSet
-from .patches import extract_patches
-from .primal import PrimalNet, primal_objective
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import DenoiseConfig
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import PrimalNet, primal_objective
 
 #: rows of ``Yp`` per chunk: (chunk, m) blocks of a few MB
 CHUNK_ROWS = 8192
@@ -141,7 +141,7 @@ class ConvergedPrimal:
     test_loss: float | None = None
 
     def to_primal(self, kernel_size: int, channels: int = 1, *, residual: bool = False) -> PrimalNet:
-        """The :class:`paper_utils.primal.PrimalNet` with these weights."""
+        """The :class:`paper_utils.nets.primal.PrimalNet` with these weights."""
         return PrimalNet.from_patch_weights(self.U, self.v, kernel_size, channels, residual=residual)
 
     def as_dict(self) -> dict:
@@ -153,7 +153,7 @@ class ConvergedPrimal:
 
 
 def kaiming_init(n_filters: int, d: int, *, seed: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """``U`` (m, d) and ``v`` (m,) drawn like :class:`paper_utils.primal.PrimalNet` (Kaiming uniform)."""
+    """``U`` (m, d) and ``v`` (m,) drawn like :class:`paper_utils.nets.primal.PrimalNet` (Kaiming uniform)."""
     net = PrimalNet(n_filters, int(round(math.sqrt(d))), generator=torch.Generator().manual_seed(seed))
     U, v = net.patch_weights()
     return U.to(dtype), v.to(dtype)
@@ -332,7 +332,7 @@ def load_or_converge_primal(cfg: DenoiseConfig, train: DenoisingSet, test: Denoi
     ``start`` (optional) is a network to start from instead of a fresh Kaiming-uniform draw with
     ``init_seed`` (e.g. the paper's Adam-trained primal of the same initialisation seed, which saves its
     epochs); the cache key records which. Cached under ``converged/`` by the configuration key, the
-    initialisation, the schedule and the stopping rule (atomic, verified: :class:`paper_utils.cache.Cache`).
+    initialisation, the schedule and the stopping rule (atomic, verified: :class:`paper_utils.pipeline.cache.Cache`).
     """
     cache = cache or Cache()
     origin = "start" if start is not None else "kaiming"

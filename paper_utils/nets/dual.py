@@ -1,6 +1,6 @@
 r"""The convex dual network over sampled ReLU sign patterns, eq. (4)-(5) and (8).
 
-For the patch matrix ``Yp`` (M, d) of :mod:`paper_utils.patches` and targets ``x`` (M,), the
+For the patch matrix ``Yp`` (M, d) of :mod:`paper_utils.nets.patches` and targets ``x`` (M,), the
 convex program of eq. (4), restricted to P sampled sign patterns ``D_i = diag(1[Yp g_i >= 0])``, is
 
 .. math::
@@ -32,8 +32,8 @@ import os
 import torch
 import torch.nn as nn
 
-from .patches import extract_patches
-from .primal import PrimalNet
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import PrimalNet
 
 #: rows of ``Yp`` per chunk on CPU: (chunk, 3P) blocks small enough for the cache (measured: 512 is
 #: about 5x faster than 4096 with the compiled kernel at P = 2000)
@@ -334,4 +334,3 @@ def dual_to_primal(W: torch.Tensor, Z: torch.Tensor, kernel_size: int, channels:
         U.append(weights[keep] / root.unsqueeze(1))
         v.append(sign * root)
     return PrimalNet.from_patch_weights(torch.cat(U), torch.cat(v), kernel_size, channels, residual=residual)
-from .dual_solver import DualSolution, GlobalSolution, solve_dual, solve_global  # noqa: E402,F401  (re-export: the public contract)

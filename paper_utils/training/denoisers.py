@@ -1,7 +1,7 @@
 """Figure-level runs: build the data, train (or load from the cache) the primal and dual networks.
 
 :func:`train_denoisers` is what notebooks call. Each trained network is cached separately under
-``<cache>/models/`` by :meth:`paper_utils.config.DenoiseConfig.key`, so a run interrupted after the
+``<cache>/models/`` by :meth:`paper_utils.pipeline.config.DenoiseConfig.key`, so a run interrupted after the
 primal finished resumes with the dual, and later notebooks (Figures 3-5) reuse Figure 2's models.
 """
 
@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .cache import Cache
-from .config import DenoiseConfig
-from .data import DenoisingSet, load_mnist, mnist_denoising
-from .dual import DualNet, sample_generators
-from .dual_solver import SOLVER_VERSION, DualSolution, solve_dual
-from .patches import extract_patches
-from .primal import PrimalNet, primal_objective
-from .training import History, train_dual, train_primal
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import DenoiseConfig
+from paper_utils.data.mnist import DenoisingSet, load_mnist, mnist_denoising
+from paper_utils.nets.dual import DualNet, sample_generators
+from paper_utils.dual_solver import SOLVER_VERSION, DualSolution, solve_dual
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.primal import PrimalNet, primal_objective
+from paper_utils.training.adam import History, train_dual, train_primal
 
 
 @dataclass
@@ -116,7 +116,7 @@ def load_or_solve_exact_data(cfg: DenoiseConfig, train: DenoisingSet, G: torch.T
     """The sampled dual of ``cfg`` on ``train`` solved exactly (:func:`paper_utils.dual_solver.solve_dual`).
 
     ``G`` (d, P) defaults to the generators the paper's dual training samples for ``cfg``
-    (:func:`paper_utils.dual.sample_generators` on the training patches with ``cfg.seed``), so a sweep
+    (:func:`paper_utils.nets.dual.sample_generators` on the training patches with ``cfg.seed``), so a sweep
     that never built a :class:`DenoiseRun` solves the same program as its trained dual. The solve runs
     on the device of ``G``. Cached under ``exact/`` by the configuration key, ``tol`` and the solver's
     :data:`~paper_utils.dual_solver.SOLVER_VERSION`. ``time_limit`` only bounds the work, so a solution
@@ -221,11 +221,12 @@ def format_rows(rows: list[dict], digits: int = 4) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Train (and cache) Figure 2's models without Jupyter, e.g. on a GPU machine:
 
-        python -m paper_utils.experiments --scale paper --device cuda
+        python -m paper_utils.training.denoisers --scale paper --device cuda
     """
     import argparse
 
-    from . import config, runtime
+    from paper_utils.pipeline import config
+    from paper_utils.pipeline import runtime
 
     parser = argparse.ArgumentParser(description="Train and cache Figure 2's primal and dual networks.")
     parser.add_argument("--scale", default="cpu", choices=config.SCALES)

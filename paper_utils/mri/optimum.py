@@ -4,11 +4,11 @@ Two questions the paper's Adam runs cannot answer, asked on the MRI problem itse
 network, eq. 6; k = 7, d = 49; real and imaginary parts as separate examples; beta = 1e-5):
 
 1. **What is the sampled dual's optimum** ``d_P``? eq. (4) over the P sign patterns of the run's
-   generators ``G`` (d, P), solved by :func:`paper_utils.dual.solve_dual` with a certified lower
+   generators ``G`` (d, P), solved by :func:`paper_utils.nets.dual.solve_dual` with a certified lower
    bound (``d_P`` lies in ``[lower_bound, objective]``), and its eq. (5) ReLU network
    (``sol.to_primal(kernel_size=7, residual=True)``), scored on the test slices like the others.
 2. **Does non-convex training reach it?** The primal of width ``m = cfg.n_filters`` trained to a
-   stated stopping rule (:func:`paper_utils.convergence.load_or_converge_primal`: Adam with cosine
+   stated stopping rule (:func:`paper_utils.training.convergence.load_or_converge_primal`: Adam with cosine
    decay, then full-batch float64 L-BFGS until the relative objective change and the gradient norm
    are small) from one or more Kaiming-uniform seeds; its final objective against ``d_P``
    (``p* <= d_P``, so a converged primal may end *below* ``d_P`` with P sampled patterns).
@@ -16,7 +16,7 @@ network, eq. 6; k = 7, d = 49; real and imaginary parts as separate examples; be
 Both are solved on the same training problem: ``n_slices`` training slices chosen evenly spaced
 among the run's training slices, optionally cropped to their central ``crop x crop`` pixels (the
 exact solver's cost grows with the number of patches M = 2 n_slices crop^2 and with P;
-:func:`paper_utils.config.mri_optimum_settings` gives the per-scale sizes), so at reduced scales the
+:func:`paper_utils.pipeline.config.mri_optimum_settings` gives the per-scale sizes), so at reduced scales the
 optimum networks see far less data than the Adam runs: say so with every number.
 
 The converged primal starts from a Kaiming-uniform draw (seeded) with both layers scaled by
@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .cache import Cache
-from .convergence import ConvergedPrimal, load_or_converge_primal
-from .data import DenoisingSet
-from .experiments import DenoiseRun, ExactDual, load_or_solve_exact
-from .primal import PrimalNet, primal_objective
+from paper_utils.pipeline.cache import Cache
+from paper_utils.training.convergence import ConvergedPrimal, load_or_converge_primal
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.training.denoisers import DenoiseRun, ExactDual, load_or_solve_exact
+from paper_utils.nets.primal import PrimalNet, primal_objective
 
 #: scale of both layers of the converged primal's Kaiming-uniform start (output scaled by its square)
 INIT_SCALE = 0.1
@@ -54,7 +54,7 @@ class MRIOptimum:
         exact: the certified solution of the sampled dual (``exact.solution``: ``objective``,
             ``lower_bound``, ``gap``, ``max_violation``, ``seconds``) and its eq. (5) network's objective.
         exact_net: the eq. (5) ReLU network (residual, float32).
-        converged: one :class:`paper_utils.convergence.ConvergedPrimal` per seed.
+        converged: one :class:`paper_utils.training.convergence.ConvergedPrimal` per seed.
         converged_nets: their networks (residual).
         zero_objective: objective of the zero network (predicts the zero-filled input) on this problem.
         seconds: wall time of this call (solving or loading).
@@ -98,7 +98,7 @@ def load_or_solve_mri_optimum(run: DenoiseRun, cache: Cache, *, n_slices: int, c
     """Certified dual optimum and converged primal(s) of ``run``'s MRI problem on ``n_slices`` slices.
 
     Args:
-        run: an MRI run (:class:`paper_utils.mri_experiments.MRIRun`): its configuration, training
+        run: an MRI run (:class:`paper_utils.mri.experiments.MRIRun`): its configuration, training
             set and the generators ``run.dual.G`` of its sampled patterns are used.
         cache: where solutions are cached (the run's model cache).
         n_slices: training slices of the optimum problem.

@@ -1,5 +1,5 @@
 """Figure 11 helpers: which dual filters to show and where their frequency responses peak.
-Re-exported by :mod:`paper_utils.mri_experiments`."""
+Re-exported by :mod:`paper_utils.mri.experiments`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def select_filters(n_total: int, n: int, *, seed: int = 0) -> torch.Tensor:
 
 def peak_frequencies(responses: torch.Tensor) -> torch.Tensor:
     """Radial frequency (cycles per pixel, 0 to about 0.71) of each response's maximum, for
-    centred spectra (n, S, S) (:func:`paper_utils.interpret.filter_spectra`, zero frequency at
+    centred spectra (n, S, S) (:func:`paper_utils.report.interpret.filter_spectra`, zero frequency at
     index S // 2). Ties go to the first maximum in row-major order."""
     if responses.ndim != 3 or responses.shape[1] != responses.shape[2]:
         raise ValueError(f"responses must have shape (n, S, S), got {tuple(responses.shape)}")

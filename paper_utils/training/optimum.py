@@ -4,11 +4,11 @@ The paper's runs (Adam at its learning rates for a fixed budget: the ``published
 "does the paper's procedure, as written, show the claim". This module answers the paper's science on
 the same data and the same sampled patterns:
 
-- the sampled dual (eq. 4) solved exactly with a certificate (:func:`paper_utils.experiments.load_or_solve_exact`,
+- the sampled dual (eq. 4) solved exactly with a certificate (:func:`paper_utils.training.denoisers.load_or_solve_exact`,
   ``d_P`` within ``[lower_bound, objective]``), its eq. (5) ReLU network (:func:`exact_dual_net`,
   :func:`exact_primal_net`) and that network's test loss;
 - the primal of eq. (2) at the paper's width trained until its stopping rule holds, from several
-  initialisations (:func:`converged_primals`, :mod:`paper_utils.convergence`), each seed's final
+  initialisations (:func:`converged_primals`, :mod:`paper_utils.training.convergence`), each seed's final
   objective relative to ``d_P``.
 
 Theorem 1 with sampled patterns gives ``p* = d <= d_P``: a converged primal above ``d_P`` by more than
@@ -22,13 +22,13 @@ from typing import Sequence
 
 import torch
 
-from .cache import Cache
-from .config import OptimumBudget
-from .convergence import ConvergedPrimal, load_or_converge_primal
-from .data import DenoisingSet
-from .dual import DualNet
-from .experiments import DenoiseRun, ExactDual
-from .primal import PrimalNet, primal_objective
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import OptimumBudget
+from paper_utils.training.convergence import ConvergedPrimal, load_or_converge_primal
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.dual import DualNet
+from paper_utils.training.denoisers import DenoiseRun, ExactDual
+from paper_utils.nets.primal import PrimalNet, primal_objective
 
 
 def converged_primals(run: DenoiseRun, budget: OptimumBudget, *, device: torch.device, all_seeds: bool = True,
@@ -53,8 +53,8 @@ def exact_primal_net(run: DenoiseRun, ex: ExactDual) -> PrimalNet:
 
 
 def exact_dual_net(run: DenoiseRun, ex: ExactDual) -> DualNet:
-    """A :class:`paper_utils.dual.DualNet` holding the exact solution (same ``G``), for the dual's
-    interpretation tools (codes, effective filters: :mod:`paper_utils.interpret`)."""
+    """A :class:`paper_utils.nets.dual.DualNet` holding the exact solution (same ``G``), for the dual's
+    interpretation tools (codes, effective filters: :mod:`paper_utils.report.interpret`)."""
     sol = ex.solution
     G = run.dual.G.detach()
     net = DualNet(G, run.cfg.kernel_size, residual=run.cfg.residual)

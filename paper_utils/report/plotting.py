@@ -6,8 +6,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .paths import output_dir
-from .training import History
+from paper_utils.pipeline.paths import output_dir
+from paper_utils.training.adam import History
 
 PRIMAL_STYLE = dict(color="tab:blue", lw=2.0, label="primal (non-convex)")
 DUAL_STYLE = dict(color="tab:orange", lw=2.0, ls="--", label="dual (convex, eq. 4)")

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .paths import cache_dir as default_cache_dir
+from paper_utils.pipeline.paths import cache_dir as default_cache_dir
 
 
 def sha256_file(path: str | Path) -> str:

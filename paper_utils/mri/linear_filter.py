@@ -1,7 +1,7 @@
 r"""How much there is to learn on the MRI data: the baselines of Figures 6 and 7.
 
 Three reconstructions every network must be read against, all scored on the complex test slices
-like the networks (:func:`paper_utils.mri_experiments.evaluate_mri`):
+like the networks (:func:`paper_utils.mri.experiments.evaluate_mri`):
 
 - **zero-filled**: the SENSE-combined zero-filled input ``Y = A^H y`` itself;
 - **best linear 7 x 7 filter** (:func:`fit_linear_filter`): the residual linear filter ``w`` (d = 49)
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from .data import DenoisingSet
-from .patches import extract_patches
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.patches import extract_patches
 
 __all__ = ["fit_linear_filter", "apply_linear_filter", "linear_filter_loss"]
 
@@ -36,7 +36,7 @@ def fit_linear_filter(train: DenoisingSet, kernel_size: int = 7, *, chunk: int =
         chunk: examples per patch chunk (bounds memory: ``chunk * H * W * d`` numbers).
 
     Returns:
-        (d,) float64 filter in the patch order of :func:`paper_utils.patches.extract_patches`.
+        (d,) float64 filter in the patch order of :func:`paper_utils.nets.patches.extract_patches`.
     """
     if train.noisy.ndim != 4 or train.noisy.shape[1] != 1:
         raise ValueError(f"expected single-channel images (2N, 1, H, W), got {tuple(train.noisy.shape)}")

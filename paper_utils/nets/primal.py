@@ -7,7 +7,7 @@ r"""The primal network: a two-layer fully-convolutional ReLU network, eq. (1)-(3
 with ``m`` first-layer k x k filters ``u_j`` (zero padding k // 2, stride 1), second-layer 1 x 1
 weights ``v_j``, no bias anywhere, ``M = N * H * W`` output pixels (the loss is averaged over
 samples and pixels; ``beta`` is not, paper App. B). In patch form, eq. (3),
-``f = sum_j (Yp u_j)_+ v_j`` with the patch matrix ``Yp`` (M, d) of :mod:`paper_utils.patches`.
+``f = sum_j (Yp u_j)_+ v_j`` with the patch matrix ``Yp`` (M, d) of :mod:`paper_utils.nets.patches`.
 With ``residual=True`` the network predicts ``Y + f(Y)`` (eq. 6, Corollary 1.1).
 
 Shapes: images (N, C, H, W); first-layer weight (m, C, k, k) = ``U`` (m, d) with d = C k k;

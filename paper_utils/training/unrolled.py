@@ -4,7 +4,7 @@ r"""Unrolled networks: T iterations of the two-layer architecture, trained end t
     x_1 = f_1(Y), \qquad x_t = f_t(x_{t-1}), \qquad
     f_t(x) = \sum_{j=1}^{m} (x \circledast u_{t,j})_+ \circledast v_{t,j},
 
-each ``f_t`` a :class:`~paper_utils.primal.PrimalNet` (eq. 1, no bias), so T = 2 gives the paper's
+each ``f_t`` a :class:`~paper_utils.nets.primal.PrimalNet` (eq. 1, no bias), so T = 2 gives the paper's
 four-layer network ("two unrolled iterations of the two-layer architecture", Sec. 5.1). It is trained
 end to end on the final output with the primal's objective (eq. 2) summed over iterations,
 
@@ -13,7 +13,7 @@ end to end on the final output with the primal's objective (eq. 2) summed over i
 
 Adam with the configuration's primal learning rate, batch size and epochs (App. B.2), on the same
 data as the two-layer networks. Each iteration's hidden activations give a binary code per pixel
-(:func:`paper_utils.interpret.primal_codes` on that iteration's input), clustered in Figure 5(b).
+(:func:`paper_utils.report.interpret.primal_codes` on that iteration's input), clustered in Figure 5(b).
 
 The initialisation is drawn from ``seed + INIT_SEED_OFFSET`` (Kaiming uniform, like the primal), so
 the first iteration does NOT start from the two-layer primal network's initial filters: agreement
@@ -30,11 +30,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .cache import Cache
-from .config import DenoiseConfig
-from .data import DenoisingSet
-from .primal import PrimalNet, primal_objective
-from .training import History, TrainingDiverged
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import DenoiseConfig
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.primal import PrimalNet, primal_objective
+from paper_utils.training.adam import History, TrainingDiverged
 
 #: offset of the initialisation seed from the configuration's seed (see the module docstring)
 INIT_SEED_OFFSET = 1000
@@ -86,7 +86,7 @@ def train_unrolled(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, 
     """Train an :class:`UnrolledNet` end to end with the primal settings of ``cfg`` (Adam, batch, epochs, beta).
 
     Evaluated (train objective, train and test loss ``1/(2M)||x_T - X||^2``) at initialisation and after
-    every epoch, like :func:`paper_utils.training.train_primal`.
+    every epoch, like :func:`paper_utils.training.adam.train_primal`.
     """
     if cfg.residual:
         raise ValueError("the unrolled network of Figure 5 is not residual; use a configuration with residual=False")

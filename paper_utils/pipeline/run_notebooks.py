@@ -1,6 +1,6 @@
 """The main job: run every notebook through papermill, in order, at one scale.
 
-    python -m paper_utils.run_notebooks --scale cpu --device auto
+    python -m paper_utils.pipeline.run_notebooks --scale cpu --device auto
 
 Executed copies go to ``build/<scale>/``; figures and claim records are written by the notebooks
 themselves (``figures/`` at ``cpu``/``paper`` scale, ``build/smoke/figures/`` at ``smoke``). One
@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import SCALES
-from .paths import project_root
-from .runtime import DEVICES, resolve_device
+from paper_utils.pipeline.config import SCALES
+from paper_utils.pipeline.paths import project_root
+from paper_utils.pipeline.runtime import DEVICES, resolve_device
 
 
 def notebooks(folder: Path | None = None, only: list[str] | None = None) -> list[Path]:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        from .report import write_report
+        from paper_utils.report.claims_report import write_report
 
         write_report(args.scale)
     except ImportError:

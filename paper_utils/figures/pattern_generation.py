@@ -9,7 +9,7 @@ enumerated (2 x 2 windows of one MNIST digit, d = 4) shows the certified case.
 
 Per scale (:data:`SETTINGS`): ``n_images`` training images of the scale's configuration are used (at
 ``cpu`` scale a subset of its 600, to fit the notebook's budget of a few minutes on 2 cores). Results
-are cached (:class:`paper_utils.cache.Cache`, kind ``generation``).
+are cached (:class:`paper_utils.pipeline.cache.Cache`, kind ``generation``).
 
 Letter key: M patches, d patch dimension, P patterns.
 """
@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cache import Cache
-from .config import DenoiseConfig, optimum_budget
-from .convergence import CONVERGENCE_CODE_VERSION, converge_primal
-from .data import load_mnist, mnist_denoising
-from .dual import sample_generators
-from .dual_solver import SOLVER_VERSION, solve_dual, solve_global
-from .patches import extract_patches
+from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline.config import DenoiseConfig, optimum_budget
+from paper_utils.training.convergence import CONVERGENCE_CODE_VERSION, converge_primal
+from paper_utils.data.mnist import load_mnist, mnist_denoising
+from paper_utils.nets.dual import sample_generators
+from paper_utils.dual_solver import SOLVER_VERSION, solve_dual, solve_global
+from paper_utils.nets.patches import extract_patches
 
 __all__ = ["SETTINGS", "GenerationResult", "run_generation", "converged_primal_objectives", "small_certified",
            "patterns_to_reach", "plot_generation"]
@@ -105,7 +105,7 @@ def converged_primal_objectives(cfg: DenoiseConfig, scale: str, *, device="cpu",
                                 progress: bool = False) -> list[dict]:
     """The primal of eq. (2) at the paper's width (m = ``cfg.n_filters``) trained to convergence on the
     same images as :func:`run_generation`, from each seed of the scale's optimum budget
-    (:func:`paper_utils.config.optimum_budget`: Adam, then L-BFGS until the stopping rule or the
+    (:func:`paper_utils.pipeline.config.optimum_budget`: Adam, then L-BFGS until the stopping rule or the
     budget); cached. Each entry: ``seed``, ``objective`` (eq. 2 with weight decay ``beta``: an upper
     bound on the full program's ``p*``, comparable with eq. (4)'s objectives), ``converged``,
     ``stop_reason``, ``seconds``."""
