@@ -51,6 +51,32 @@ def check_parameters(namespace: dict, allowed: dict) -> None:
     unknown = sorted(set(injected_names(namespace)) - set(allowed))
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown}; this notebook accepts {sorted(allowed)}")
+    for name in allowed:
+        if name in namespace:
+            check_parameter(name, namespace[name])
+
+
+def check_parameter(name: str, value) -> None:
+    """Check one notebook parameter's value up front, with a message that names it.
+
+    ``scale`` must be one of :data:`paper_utils.pipeline.config.SCALES`, ``device`` one of
+    :data:`DEVICES`, ``seed`` a non-negative integer, and the switches (``exact_solver``) booleans.
+    Other names are not checked here. Raises ``ValueError``.
+    """
+    from .config import SCALES
+
+    if name == "scale" and value not in SCALES:
+        raise ValueError(f"notebook parameter scale={value!r}: expected one of {SCALES}")
+    if name == "device" and value not in DEVICES:
+        raise ValueError(f"notebook parameter device={value!r}: expected one of {DEVICES}")
+    if name == "seed" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"notebook parameter seed={value!r}: expected a non-negative integer")
+    if name in SWITCHES and not isinstance(value, bool):
+        raise ValueError(f"notebook parameter {name}={value!r}: expected True or False")
+
+
+#: notebook parameters that are on/off switches
+SWITCHES = ("exact_solver",)
 
 
 def injected_names(namespace: dict) -> list[str]:

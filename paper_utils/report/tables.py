@@ -1,0 +1,128 @@
+"""Tables as a reader sees them in a notebook: rendered Markdown, never wrapped text.
+
+Every notebook opens with two cells built from here:
+
+- :func:`show_run`: what ran (scale, sizes, device, date, code version, where the results came from);
+  it changes from run to run, so notebooks mark it ``# NBVAL_IGNORE_OUTPUT``;
+- :func:`show_verdicts`: the figure's verdict table, one row per claim of the paper with the
+  published verdict and the optimum verdict side by side (paired as in ``CLAIMS.md``), with numbers;
+  nbval checks it.
+
+Results tables go through :func:`show_table` (rows of dicts, one Markdown table). Each function
+returns the Markdown text it displayed, so tests and scripts can read it without a notebook.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+
+from paper_utils.report.claims import Claim, code_version
+from paper_utils.report.claims_report import pair_claims
+
+
+def _display_markdown(text: str) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # plain Python without IPython: print the Markdown
+        print(text)
+        return
+    if get_ipython() is None:
+        print(text)
+    else:
+        display(Markdown(text))
+
+
+def format_value(value, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits (integers as they are), anything else as ``str``."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}g}"
+    return str(value).replace("|", "/").replace("\n", " ")
+
+
+def markdown_table(rows: Sequence[Mapping], digits: int = 4, columns: Sequence[str] | None = None) -> str:
+    """Rows of dicts as one Markdown table (columns: ``columns`` or the union of keys, in order)."""
+    if not rows:
+        return "*(no rows)*"
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(str(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(format_value(row.get(c), digits) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def show_table(rows: Sequence[Mapping], digits: int = 4, *, title: str | None = None,
+               columns: Sequence[str] | None = None) -> str:
+    """Display ``rows`` (a list of dicts) as a rendered Markdown table; returns the Markdown."""
+    text = markdown_table(rows, digits, columns)
+    if title:
+        text = f"**{title}**\n\n{text}"
+    _display_markdown(text)
+    return text
+
+
+def show_run(notebook: str, scale: str, device, sizes: Mapping[str, object], *, source: str | None = None) -> str:
+    """Display what ran: notebook, scale, the sizes that matter for this figure, device, date (UTC),
+    code version and, when given, where the expensive results came from (``source``, e.g. "results
+    store ``results/cpu``"). Returns the Markdown."""
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    size_text = ", ".join(f"{k} = {format_value(v)}" for k, v in sizes.items())
+    lines = [f"**What ran** (`{notebook}`): scale **`{scale}`**; {size_text}.",
+             f"Device {device}; executed {when}; code `{code_version()}`."]
+    if source:
+        lines.append(f"Expensive results: {source}.")
+    if scale == "smoke":
+        lines.append("*Smoke scale: a seconds-long check of the code path. Its numbers are not results; the "
+                     "committed notebooks are executed at `cpu` scale.*")
+    text = "  \n".join(lines)
+    _display_markdown(text)
+    return text
+
+
+def _verdict_cell(c: dict | None, digits: int) -> str:
+    if c is None:
+        return "—"
+    verdict = "holds" if c["holds"] else "**does not hold**"
+    return f"{format_value(c['measured'], digits)}: {verdict}"
+
+
+def verdict_rows(claims: Sequence[Claim | Mapping], digits: int = 3) -> list[dict]:
+    """One row per claim of the paper: its name, statement, and the published and optimum verdicts
+    with their measured values (``—`` where a basis has no claim)."""
+    record = {"notebook": "", "device": "", "date": "", "code_version": "",
+              "claims": [asdict(c) if isinstance(c, Claim) else dict(c) for c in claims]}
+    rows = []
+    for fig_rows in pair_claims([record]).values():
+        for row in fig_rows:
+            c = row["published"] or row["optimum"]
+            statement = c["statement"]
+            rows.append({"claim": f"`{row['key']}`", "statement": statement,
+                         "published": _verdict_cell(row["published"], digits),
+                         "optimum": _verdict_cell(row["optimum"], digits),
+                         "units": c.get("units", "")})
+    return rows
+
+
+def show_verdicts(claims: Sequence[Claim | Mapping], digits: int = 3) -> str:
+    """Display the figure's verdict table (see :func:`verdict_rows`) with a one-line count; returns the
+    Markdown."""
+    rows = verdict_rows(claims, digits)
+    n = len(claims)
+    held = sum(bool(c.holds if isinstance(c, Claim) else c["holds"]) for c in claims)
+    text = (f"**Verdicts**: {held} of {n} claim records hold. *Published*: the paper's settings and budget; "
+            f"*optimum*: certified dual optimum and primal trained to its stopping rule or budget.\n\n"
+            + markdown_table(rows, digits, columns=("claim", "statement", "published", "optimum", "units")))
+    _display_markdown(text)
+    return text
