@@ -33,7 +33,7 @@ data/mnist.npz:
 	$(PY) -m paper_utils.data.mnist
 
 figures: venv data
-	$(PY) -m paper_utils.pipeline.run_notebooks --scale $(SCALE) --device $(DEVICE)
+	$(PY) -m paper_utils.run_notebooks --scale $(SCALE) --device $(DEVICE)
 
 test: venv data
 	$(PY) -m pytest -q tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider

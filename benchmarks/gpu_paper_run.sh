@@ -11,7 +11,7 @@
 # Steps: check the bundle (present, at most 64 MiB, built for this Python), install it with
 # `pip install --no-index --no-deps --target $SITE` (the image's own packages are left alone), check
 # that every module the notebooks import loads and that papermill finds the `python3` kernel, then
-# `python -m paper_utils.pipeline.run_notebooks --scale $SCALE --device $DEVICE` under a time limit, and pack
+# `python -m paper_utils.run_notebooks --scale $SCALE --device $DEVICE` under a time limit, and pack
 # the results into $OUT as at most 5 files:
 #   run.log                   everything printed (environment, install, one line per notebook)
 #   timings.json              wall seconds and status per notebook, device name, total
@@ -76,7 +76,7 @@ bad = []
 print("python", platform.python_version(), sys.executable)
 for name in ("torch", "numpy", "scipy", "matplotlib", "seaborn", "sklearn", "skimage", "h5py", "tqdm", "numba",
              "papermill", "nbclient", "nbformat", "ipykernel", "jupyter_client", "zmq", "ipywidgets",
-             "sigpy", "sigpy.mri", "pywt", "nibabel", "pydicom", "dipy", "paper_utils.pipeline.run_notebooks"):
+             "sigpy", "sigpy.mri", "pywt", "nibabel", "pydicom", "dipy", "paper_utils.run_notebooks"):
     try:
         mod = importlib.import_module(name)
         print(f"{name:28s} {getattr(mod, '__version__', '')}  {getattr(mod, '__file__', '')}")
@@ -118,7 +118,7 @@ run_notebooks() {
   echo "== notebooks: at most $left s"
   echo yes > "$STARTED"
   # shellcheck disable=SC2086
-  timeout --kill-after=10 "$left" "$PYTHON" -m paper_utils.pipeline.run_notebooks --scale "$SCALE" --device "$DEVICE" \
+  timeout --kill-after=10 "$left" "$PYTHON" -m paper_utils.run_notebooks --scale "$SCALE" --device "$DEVICE" \
     ${ONLY:+--only $ONLY}
   local rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then

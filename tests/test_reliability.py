@@ -14,7 +14,7 @@ import torch
 from paper_utils.pipeline import config
 from paper_utils.data import mnist as data
 from paper_utils.report import claims_report as report
-from paper_utils.pipeline import run_notebooks
+from paper_utils import run_notebooks
 from paper_utils.data.mnist import DenoisingSet
 from paper_utils.training.adam import train_primal
 

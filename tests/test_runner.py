@@ -1,4 +1,4 @@
-"""The main job's runner (paper_utils.pipeline.run_notebooks): device checks and timings, no real notebook."""
+"""The main job's runner (paper_utils.run_notebooks): device checks and timings, no real notebook."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from paper_utils.pipeline import run_notebooks
+from paper_utils import run_notebooks
 
 
 def _write_notebooks(folder, names):
@@ -49,7 +49,7 @@ def test_cuda_without_gpu_is_refused_by_the_command_line(tmp_path):
 
     _write_notebooks(tmp_path / "notebooks", ["01_a.ipynb"])
     env = dict(os.environ, PAPER_UTILS_ROOT=str(tmp_path), CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-m", "paper_utils.pipeline.run_notebooks", "--scale", "smoke", "--device", "cuda"],
+    proc = subprocess.run([sys.executable, "-m", "paper_utils.run_notebooks", "--scale", "smoke", "--device", "cuda"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("error: device='cuda'") == 1

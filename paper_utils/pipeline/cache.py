@@ -1,10 +1,23 @@
-"""An on-disk cache of trained models and prepared data, keyed by configuration.
+"""An on-disk cache of trained models and solutions, keyed by configuration, over the committed store.
 
 Each entry is one ``torch.save`` file ``<cache_dir>/<kind>/<label>-<key>.pt`` plus a sidecar
 ``.sha256`` with the file's digest. Writes are atomic (temporary file in the same folder, then
 ``os.replace``), so a run killed at any point leaves either the old entry or none. Loads verify
 the digest: a corrupt or truncated entry is reported (a warning), deleted and treated as missing,
 so the caller rebuilds it.
+
+Below the cache lies the committed **results store** (``results/cpu/store``, see
+:mod:`paper_utils.pipeline.store`): an entry missing from the cache is read from the store's copy at
+the same relative path, read-only. ``$PAPER_UTILS_STORE_MODE`` chooses how:
+
+- ``fallback`` (default): read the store on a cache miss; compute what neither has;
+- ``strict`` (``make test``'s nbval over the committed notebooks): an entry in neither is an error,
+  :class:`StoreEntryMissing`, naming the entry and the command that refreshes the store, so CI never
+  silently recomputes for an hour;
+- ``off``: ignore the store (``make figures FRESH=1`` and the smoke run from nothing).
+
+Every entry a run loads or saves is appended to ``$PAPER_UTILS_ACCESS_LOG`` when set (the main job sets
+one per notebook); :func:`paper_utils.pipeline.store.refresh` copies exactly those entries into the store.
 """
 
 from __future__ import annotations
@@ -43,13 +56,43 @@ class Cache:
 
     Args:
         root: cache folder; defaults to ``build/cache`` (or ``$PAPER_UTILS_CACHE``).
+        store: the read-only store folder mirroring ``root``; by default the same relative folder under
+            :func:`paper_utils.pipeline.paths.store_dir` when ``root`` lies inside the cache folder
+            (``build/cache/mri_models/x`` -> ``results/cpu/store/mri_models/x``), else none.
     """
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, store: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.relative = _relative_to(self.root, default_cache_dir())
+        if store is not None:
+            self.store = Path(store)
+        else:
+            self.store = store_dir() / self.relative if self.relative is not None else None
 
     def path(self, kind: str, name: str) -> Path:
         return self.root / kind / f"{name}.pt"
+
+    def entry(self, kind: str, name: str) -> str:
+        """The entry's path relative to the cache folder (and to the store), e.g. ``exact/x.pt``."""
+        rel = Path(kind) / f"{name}.pt"
+        return str(self.relative / rel) if self.relative is not None else str(rel)
+
+    def has(self, kind: str, name: str) -> bool:
+        """Whether ``load`` would find the entry (cache, or store unless the store mode is ``off``);
+        checks that the files exist, not their digests."""
+        for folder in (self.root, self.store if store_mode() != "off" else None):
+            if folder is not None:
+                path = folder / kind / f"{name}.pt"
+                if path.exists() and path.with_suffix(".sha256").exists():
+                    return True
+        return False
+
+    def _log_access(self, kind: str, name: str) -> None:
+        log = os.environ.get("PAPER_UTILS_ACCESS_LOG")
+        if log and self.relative is not None:
+            Path(log).parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as f:
+                f.write(self.entry(kind, name) + "\n")
 
     def save(self, kind: str, name: str, payload: dict[str, Any]) -> Path:
         path = self.path(kind, name)
@@ -62,11 +105,29 @@ class Cache:
         # digest first: a crash between the two writes leaves a mismatch, detected and rebuilt
         _atomic_write_bytes(path.with_suffix(".sha256"), digest.encode())
         os.replace(tmp.name, path)
+        self._log_access(kind, name)
         return path
 
     def load(self, kind: str, name: str) -> dict[str, Any] | None:
-        """The payload, or ``None`` if missing or corrupt (a corrupt entry is removed with a warning)."""
-        path = self.path(kind, name)
+        """The payload, from the cache or else the store; ``None`` if in neither (a corrupt cache entry
+        is removed with a warning). In strict store mode an entry in neither raises
+        :class:`StoreEntryMissing`."""
+        payload = self._load_verified(self.path(kind, name))
+        mode = store_mode()
+        if payload is None and mode != "off" and self.store is not None:
+            stored = self.store / kind / f"{name}.pt"
+            if stored.exists():
+                payload = self._load_verified(stored, read_only=True)
+        if payload is None and mode == "strict":
+            raise StoreEntryMissing(
+                f"results store entry {self.entry(kind, name)!r} is missing for the current code and "
+                f"configuration (store: {self.store}). Refresh the store with `{REFRESH_COMMAND}` "
+                f"(recomputes what is missing at cpu scale) and commit results/cpu.")
+        if payload is not None:
+            self._log_access(kind, name)
+        return payload
+
+    def _load_verified(self, path: Path, read_only: bool = False) -> dict[str, Any] | None:
         sidecar = path.with_suffix(".sha256")
         if not path.exists():
             return None
@@ -80,7 +141,11 @@ class Cache:
                 return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # noqa: BLE001 - any unreadable file is rebuilt
                 problem = f"it cannot be read ({exc})"
-        warnings.warn(f"cache entry {path} is unusable: {problem}; removing it, it will be rebuilt", stacklevel=2)
+        if read_only:
+            warnings.warn(f"results store entry {path} is unusable: {problem}; it is ignored "
+                          f"(refresh the store with `{REFRESH_COMMAND}`)", stacklevel=3)
+            return None
+        warnings.warn(f"cache entry {path} is unusable: {problem}; removing it, it will be rebuilt", stacklevel=3)
         path.unlink(missing_ok=True)
         sidecar.unlink(missing_ok=True)
         return None

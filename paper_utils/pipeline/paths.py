@@ -15,7 +15,7 @@ def project_root() -> Path:
     env = os.environ.get("PAPER_UTILS_ROOT")
     if env:
         return Path(env).resolve()
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
@@ -28,14 +28,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PAPER_UTILS_CACHE", project_root() / "build" / "cache"))
 
 
+def store_dir() -> Path:
+    """``results/cpu/store/``: the committed results store (trained models, certified solutions,
+    converged seeds), read when an entry is missing from :func:`cache_dir` (see
+    :mod:`paper_utils.pipeline.store`); ``$PAPER_UTILS_STORE`` overrides it."""
+    return Path(os.environ.get("PAPER_UTILS_STORE", project_root() / "results" / "cpu" / "store"))
+
+
 def output_dir(scale: str) -> Path:
     """Where figures and claim records of a run at ``scale`` go.
 
     ``smoke`` runs never overwrite the committed figures: they write to ``build/smoke/figures/``.
     ``cpu`` runs (the default of ``make figures``) write to ``figures/``; ``paper`` runs to
-    ``figures/paper/``, so the two committed sets live side by side.
+    ``figures/paper/``, so the two committed sets live side by side. ``$PAPER_UTILS_OUTPUT``
+    overrides all three (``make test`` re-executes the committed notebooks into ``build/``).
     """
-    if scale == "smoke":
+    if os.environ.get("PAPER_UTILS_OUTPUT"):
+        path = Path(os.environ["PAPER_UTILS_OUTPUT"])
+    elif scale == "smoke":
         path = project_root() / "build" / "smoke" / "figures"
     elif scale == "paper":
         path = project_root() / "figures" / "paper"

@@ -1,13 +1,17 @@
 """The main job: run every notebook through papermill, in order, at one scale.
 
-    python -m paper_utils.pipeline.run_notebooks --scale cpu --device auto
+    python -m paper_utils.run_notebooks --scale cpu --device auto
 
-Executed copies go to ``build/<scale>/``; figures and claim records are written by the notebooks
-themselves (``figures/`` at ``cpu``/``paper`` scale, ``build/smoke/figures/`` at ``smoke``). One
-progress line per notebook (name, time, status); a failing notebook is reported and the run goes
-on with the next one; the exit status is non-zero if any failed. Trained models are cached by
-configuration (``build/cache``), so an interrupted run resumes without redoing finished work.
-``--device cuda`` on a machine without a CUDA GPU is refused once, before any notebook starts.
+Executed copies go to ``build/<scale>/``; at ``cpu`` scale each notebook that ran cleanly is also
+written back to ``notebooks/`` (papermill's injected cell and run metadata removed, outputs kept):
+the committed notebooks are the run behind ``figures/``. Figures and claim records are written by
+the notebooks themselves (``figures/`` at ``cpu``/``paper`` scale, ``build/smoke/figures/`` at
+``smoke``). One progress line per notebook (name, time, status); a failing notebook is reported and
+the run goes on with the next one; the exit status is non-zero if any failed. Trained models are
+cached by configuration (``build/cache``, over the committed store ``results/cpu/store``), so an
+interrupted run resumes without redoing finished work; the entries each notebook used are logged for
+``make store`` (:mod:`paper_utils.pipeline.store`). ``--device cuda`` on a machine without a CUDA GPU,
+and an ``--only`` selection that matches no notebook, are refused before any notebook starts.
 Per-notebook wall times go to ``build/<scale>/timings.json``.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -30,8 +35,42 @@ def notebooks(folder: Path | None = None, only: list[str] | None = None) -> list
     folder = folder or project_root() / "notebooks"
     found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
-        found = [p for p in found if any(p.name.startswith(o) for o in only)]
+        selected = [p for p in found if any(p.name.startswith(o) for o in only)]
+        unmatched = [o for o in only if not any(p.name.startswith(o) for p in found)]
+        if unmatched:
+            raise ValueError(f"--only {' '.join(unmatched)} matches no notebook; the notebooks are: "
+                             + ", ".join(p.stem for p in found))
+        found = selected
     return found
+
+
+#: metadata papermill and the kernel leave behind that says nothing about the results
+_VOLATILE_CELL_KEYS = ("papermill", "execution")
+
+
+def clean_executed(src: Path, dst: Path) -> list[str]:
+    """Write the executed notebook ``src`` to ``dst`` as a reader should see it: papermill's injected
+    parameters cell and its run metadata removed, outputs, execution counts and widget state kept.
+    Returns the problems found in the outputs (warnings, absolute paths of this machine)."""
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        for key in _VOLATILE_CELL_KEYS:
+            cell.metadata.pop(key, None)
+    problems = []
+    root, home = str(project_root()), os.path.expanduser("~")
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            text = json.dumps(out)
+            if out.get("name") == "stderr" and "Warning" in text:
+                problems.append(f"cell {i}: a warning in stderr")
+            if root in text or (home not in ("/", "") and f"{home}/" in text):
+                problems.append(f"cell {i}: an absolute path of this machine in the outputs")
+    nbformat.write(nb, dst)
+    return problems
 
 
 def device_description(device: str) -> str:
@@ -47,33 +86,43 @@ def device_description(device: str) -> str:
     return resolved.type
 
 
-def run(scale: str, device: str, only: list[str] | None = None, log=print) -> int:
+def run(scale: str, device: str, only: list[str] | None = None, log=print, *, write_back: bool = True) -> int:
     """Execute the notebooks; returns the number of failures.
 
-    Raises ``ValueError`` on an unknown scale or device and ``RuntimeError`` when ``device="cuda"``
-    and no CUDA GPU is available, before any notebook starts.
+    Raises ``ValueError`` on an unknown scale or device or an ``only`` that matches no notebook, and
+    ``RuntimeError`` when ``device="cuda"`` and no CUDA GPU is available, before any notebook starts.
+    ``write_back``: at ``cpu`` scale, write each cleanly executed notebook back to ``notebooks/``.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+    todo = notebooks(only=only)  # refuse a selection that matches nothing, here
     resolved = device_description(device)  # refuse cuda without a GPU once, here
     import papermill
 
     out_dir = project_root() / "build" / scale
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = []
-    todo = notebooks(only=only)
     log(f"running {len(todo)} notebooks at scale={scale}, device={device} [{resolved}] -> {out_dir}")
     total = time.perf_counter()
     timings = {"scale": scale, "device": device, "resolved_device": resolved, "python": platform.python_version(),
                "notebooks": []}
+    logs = access_log_dir(scale)
+    logs.mkdir(parents=True, exist_ok=True)
     for nb in todo:
         start = time.perf_counter()
+        log_path = logs / f"{nb.stem}.log"
+        log_path.unlink(missing_ok=True)
+        os.environ["PAPER_UTILS_ACCESS_LOG"] = str(log_path)  # inherited by the notebook's kernel
         try:
             papermill.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"scale": scale, "device": device},
                                        cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
             status = "ok"
+            if scale == "cpu" and write_back:
+                problems = clean_executed(out_dir / nb.name, nb)
+                if problems:
+                    status = "ok (outputs: " + "; ".join(problems[:3]) + ")"
         except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
             status = f"FAILED ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''})"
             failures.append(nb.name)

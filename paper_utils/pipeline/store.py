@@ -1,0 +1,104 @@
+"""The committed results store: what lets a committed notebook re-execute in seconds.
+
+The main job at ``cpu`` scale trains models, solves the dual exactly and trains the primal to
+convergence: about an hour on 2 cores. Its outputs are cache entries (:class:`~paper_utils.pipeline.cache.Cache`).
+The store, ``results/cpu/store/``, is a committed copy of exactly the entries that the last ``cpu``
+run of each notebook loaded or saved, at the same relative paths (``primal/``, ``dual/``, ``exact/``,
+``converged/``, ``generation/``, ``mri_models/...``). No datasets: MNIST and the simulated MRI data are
+rebuilt by their loaders. With the store present, :meth:`Cache.load` reads an entry missing from
+``build/cache`` from the store, so ``make figures`` on a fresh clone draws the committed results, and
+``make test`` re-executes the committed notebooks against it (strict mode: a missing entry is an error).
+
+    make figures SCALE=cpu      # computes what the cache and the store lack; logs every entry used
+    make store                  # python -m paper_utils.pipeline.store: copies the logged entries here
+
+Each notebook's run writes the entries it used to ``build/cpu/cache-access/<notebook>.log``;
+:func:`refresh` takes the union of the notebooks' latest logs, so a run of a few notebooks
+(``--only``) refreshes theirs and keeps the others'. ``MANIFEST.txt`` lists every entry with its size
+and digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .paths import cache_dir, project_root, store_dir
+
+
+def access_log_dir(scale: str = "cpu") -> Path:
+    """``build/<scale>/cache-access/``: one log per notebook of the entries its last run used."""
+    return project_root() / "build" / scale / "cache-access"
+
+
+def logged_entries(scale: str = "cpu") -> dict[str, list[str]]:
+    """``{notebook: [entry, ...]}`` from the notebooks' latest access logs (entries relative to the cache)."""
+    out = {}
+    for log in sorted(access_log_dir(scale).glob("*.log")):
+        out[log.stem] = sorted(set(line.strip() for line in log.read_text().splitlines() if line.strip()))
+    return out
+
+
+def _source(entry: str, store: Path) -> Path:
+    for base in (cache_dir(), store):
+        path = base / entry
+        if path.exists() and path.with_suffix(".sha256").exists():
+            return path
+    raise FileNotFoundError(f"entry {entry} is in neither {cache_dir()} nor {store}: run `make figures SCALE=cpu` first")
+
+
+def refresh(scale: str = "cpu", store: Path | None = None, log=print) -> tuple[int, int]:
+    """Rebuild the store from the logged entries; returns (entries, bytes). The new store replaces the
+    old one only once it is complete."""
+    if scale != "cpu":
+        raise ValueError(f"the committed store holds the cpu scale only, not {scale!r}")
+    store = Path(store) if store is not None else store_dir()
+    per_notebook = logged_entries(scale)
+    if not per_notebook:
+        raise FileNotFoundError(f"no access logs in {access_log_dir(scale)}: run `make figures SCALE=cpu` first")
+    entries = sorted(set(e for v in per_notebook.values() for e in v))
+    store.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(dir=store.parent, prefix=".store-"))
+    from .cache import sha256_file
+
+    total, manifest = 0, []
+    for entry in entries:
+        src = _source(entry, store)
+        dst = new / entry
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        shutil.copy2(src.with_suffix(".sha256"), dst.with_suffix(".sha256"))
+        size = dst.stat().st_size
+        total += size
+        manifest.append(f"{size:>10d}  {sha256_file(dst)[:16]}  {entry}")
+    users = {e: [nb for nb, v in per_notebook.items() if e in v] for e in entries}
+    lines = [f"# results store, scale cpu: {len(entries)} entries, {total / 2**20:.1f} MiB",
+             "# bytes  sha256[:16]  entry  (used by notebooks)"]
+    lines += [f"{m}  ({', '.join(users[e])})" for m, e in zip(manifest, entries)]
+    (new / "MANIFEST.txt").write_text("\n".join(lines) + "\n")
+    old = store.with_name(store.name + ".old")
+    if store.exists():
+        store.rename(old)
+    new.rename(store)
+    shutil.rmtree(old, ignore_errors=True)
+    log(f"results store {store}: {len(entries)} entries from {len(per_notebook)} notebooks, {total / 2**20:.1f} MiB")
+    return len(entries), total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Copy the cache entries the last cpu run used into the committed store.")
+    parser.add_argument("--scale", default="cpu", choices=("cpu",))
+    args = parser.parse_args(argv)
+    try:
+        refresh(args.scale)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
