@@ -141,20 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 04")
+    parser.add_argument("--no-write-back", action="store_true",
+                        help="at cpu scale, leave notebooks/ as it is (executed copies only in build/cpu)")
     args = parser.parse_args(argv)
     try:
-        failures = run(args.scale, args.device, args.only)
-    except RuntimeError as exc:  # --device cuda without a GPU: one clear message, no notebook run
+        failures = run(args.scale, args.device, args.only, write_back=not args.no_write_back)
+    except (RuntimeError, ValueError) as exc:  # no GPU for --device cuda; an --only matching nothing
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        from paper_utils.report.claims_report import write_report
-
-        write_report(args.scale)
-    except ImportError:
-        pass
+    write_report(args.scale)
     return 1 if failures else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
