@@ -1,7 +1,9 @@
 # The project's two commands (see README):
-#   make figures [SCALE=smoke|cpu|paper] [DEVICE=auto|cpu|cuda]   regenerate every figure (main job)
-#   make test                                                      unit tests + nbval over the notebooks
+#   make figures [SCALE=smoke|cpu|paper] [DEVICE=auto|cpu|cuda] [FRESH=1]   regenerate every figure (main job)
+#   make test      unit tests, the smoke main job from nothing, nbval over the committed cpu notebooks
 # Both create (or reuse) the virtual environment .venv and fetch MNIST into data/ when missing.
+# make figures reads what build/cache lacks from the committed results store results/cpu/store;
+# FRESH=1 ignores the store and recomputes everything (about an hour at cpu scale on 2 cores).
 
 SCALE ?= cpu
 DEVICE ?= auto
@@ -15,7 +17,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMP_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 
-.PHONY: venv data figures test lab bench gpu-bundle smoke-nb clean-cache
+FRESH ?=
+STORE_MODE := $(if $(FRESH),off,fallback)
+
+.PHONY: venv data figures test unit-tests smoke-figures nbval store lab bench gpu-bundle clean-cache
 
 venv: $(STAMP)
 
@@ -33,10 +38,29 @@ data/mnist.npz:
 	$(PY) -m paper_utils.data.mnist
 
 figures: venv data
-	$(PY) -m paper_utils.run_notebooks --scale $(SCALE) --device $(DEVICE)
+	PAPER_UTILS_STORE_MODE=$(STORE_MODE) $(PY) -m paper_utils.run_notebooks --scale $(SCALE) --device $(DEVICE)
 
-test: venv data
-	$(PY) -m pytest -q tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+# Copy the cache entries the last cpu run of each notebook used into the committed results store.
+store: venv
+	$(PY) -m paper_utils.pipeline.store
+
+# make test = the unit tests, the smoke main job from nothing (the compute path, in its own cache and
+# output folders), then nbval over the committed cpu notebooks, re-executed against the results store
+# (strict: a store entry missing for the current code is an error naming the refresh command).
+test: unit-tests smoke-figures nbval
+
+unit-tests: venv data
+	$(PY) -m pytest -q tests -p no:cacheprovider
+
+smoke-figures: venv data
+	rm -rf build/test/smoke
+	PAPER_UTILS_CACHE=$(CURDIR)/build/test/smoke/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/smoke/figures PAPER_UTILS_STORE_MODE=off \
+	  $(PY) -m paper_utils.run_notebooks --scale smoke
+
+nbval: venv data
+	rm -rf build/test/nbval/figures
+	PAPER_UTILS_CACHE=$(CURDIR)/build/test/nbval/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/nbval/figures PAPER_UTILS_STORE_MODE=strict \
+	  $(PY) -m pytest -q notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # As root (a container, say) Jupyter refuses to start without --allow-root. LAB_ARGS adds options,
 # e.g. make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8899".
@@ -48,17 +72,6 @@ lab: venv data
 
 bench: venv data
 	$(PY) benchmarks/bench_dual_epoch.py
-
-# Re-execute one committed notebook in place at smoke scale and strip volatile metadata, keeping
-# outputs, counts and the ipywidgets state (so JupyterLab draws the stored tqdm bars instead of
-# "Error displaying widget: model not found"):  make smoke-nb NB=notebooks/02_mnist_examples.ipynb
-smoke-nb: venv data
-	test -n "$(NB)" || { echo "usage: make smoke-nb NB=notebooks/NN_name.ipynb" >&2; exit 2; }
-	$(VENV)/bin/papermill "$(NB)" "$(NB)" -p scale smoke --cwd notebooks -k python3 --no-progress-bar
-	$(PY) -c "import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); nb.cells = [c for c in nb.cells if 'injected-parameters' not in c.metadata.get('tags', [])]; nbformat.write(nb, sys.argv[1])" "$(NB)"
-	$(VENV)/bin/nbstripout --keep-output --keep-count --keep-metadata-keys "metadata.widgets" \
-	  --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution" "$(NB)"
-	! grep -nE 'TqdmWarning|IProgress not found|$(CURDIR)|/\.venv/' "$(NB)" || { echo "$(NB): warning or absolute path in outputs (above)" >&2; exit 1; }
 
 # Wheels for a GPU machine without a package registry (README, "Paper scale on one GPU").
 gpu-bundle: data

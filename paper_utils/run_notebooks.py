@@ -28,6 +28,8 @@ from pathlib import Path
 from paper_utils.pipeline.config import SCALES
 from paper_utils.pipeline.paths import project_root
 from paper_utils.pipeline.runtime import DEVICES, resolve_device
+from paper_utils.pipeline.store import access_log_dir
+from paper_utils.report.claims_report import write_report
 
 
 def notebooks(folder: Path | None = None, only: list[str] | None = None) -> list[Path]:

@@ -68,3 +68,42 @@ def test_timings_are_written_per_notebook(tmp_path, monkeypatch):
     assert [t["notebook"] for t in timings["notebooks"]] == ["01_a", "02_b"]
     assert all(t["status"] == "ok" and t["seconds"] >= 0 for t in timings["notebooks"])
     assert timings["total_seconds"] >= 0
+
+
+def test_a_selection_matching_no_notebook_is_refused(tmp_path, monkeypatch, capsys):
+    """``--only 99`` runs nothing, rewrites nothing and exits 2, naming the notebooks there are."""
+    import papermill
+
+    _write_notebooks(tmp_path / "notebooks", ["01_a.ipynb", "02_b.ipynb"])
+    monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
+    started = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: started.append(a))
+    assert run_notebooks.main(["--scale", "cpu", "--only", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "--only 99 matches no notebook" in err and "01_a, 02_b" in err
+    assert started == [] and not (tmp_path / "figures" / "CLAIMS.md").exists()
+    assert [p.stem for p in run_notebooks.notebooks(only=["02"])] == ["02_b"]
+
+
+def test_cpu_runs_write_the_cleaned_notebook_back(tmp_path, monkeypatch):
+    """At cpu scale the executed copy goes back to notebooks/ without papermill's injected cell and
+    run metadata, outputs kept."""
+    import nbformat
+    import papermill
+
+    _write_notebooks(tmp_path / "notebooks", ["01_a.ipynb"])
+    monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
+
+    def fake_execute(src, dst, **kwargs):
+        nb = nbformat.read(src, as_version=4)
+        nb.cells.insert(1, nbformat.v4.new_code_cell("scale = 'cpu'", metadata={"tags": ["injected-parameters"]}))
+        nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+        nb.cells[-1].metadata["papermill"] = {"duration": 1.0}
+        nb.metadata["papermill"] = {"parameters": kwargs["parameters"]}
+        nbformat.write(nb, dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    assert run_notebooks.run("cpu", "cpu", log=lambda *a, **k: None) == 0
+    nb = nbformat.read(tmp_path / "notebooks" / "01_a.ipynb", as_version=4)
+    assert len(nb.cells) == 2 and "papermill" not in nb.metadata
+    assert nb.cells[-1].outputs[0]["text"] == "1\n" and "papermill" not in nb.cells[-1].metadata

@@ -32,6 +32,31 @@ from typing import Any
 import torch
 
 from paper_utils.pipeline.paths import cache_dir as default_cache_dir
+from paper_utils.pipeline.paths import store_dir
+
+STORE_MODES = ("fallback", "strict", "off")
+
+#: what refreshes the store after a code-version bump or a changed configuration
+REFRESH_COMMAND = "make figures SCALE=cpu && make store"
+
+
+class StoreEntryMissing(RuntimeError):
+    """Strict store mode: an entry is neither in the cache nor in the committed results store."""
+
+
+def store_mode() -> str:
+    """``$PAPER_UTILS_STORE_MODE``: one of :data:`STORE_MODES` (default ``fallback``)."""
+    mode = os.environ.get("PAPER_UTILS_STORE_MODE", "fallback") or "fallback"
+    if mode not in STORE_MODES:
+        raise ValueError(f"PAPER_UTILS_STORE_MODE={mode!r}: expected one of {STORE_MODES}")
+    return mode
+
+
+def _relative_to(path: Path, base: Path) -> Path | None:
+    try:
+        return path.resolve().relative_to(base.resolve())
+    except ValueError:
+        return None
 
 
 def sha256_file(path: str | Path) -> str:

@@ -1,0 +1,89 @@
+"""The results store under the cache: fallback, strict and off modes, access logs, refresh."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from paper_utils.pipeline import store as store_mod
+from paper_utils.pipeline.cache import Cache, StoreEntryMissing
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
+    monkeypatch.setenv("PAPER_UTILS_CACHE", str(tmp_path / "build" / "cache"))
+    monkeypatch.setenv("PAPER_UTILS_STORE", str(tmp_path / "results" / "cpu" / "store"))
+    monkeypatch.delenv("PAPER_UTILS_STORE_MODE", raising=False)
+    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG", raising=False)
+    return tmp_path
+
+
+def _stored(root, kind, name, value):
+    """An entry written to the store as the store would hold it (a Cache rooted at the store)."""
+    Cache(root / "results" / "cpu" / "store", store=root / "none").save(kind, name, {"x": torch.tensor(value)})
+
+
+def test_a_cache_miss_reads_the_store_read_only(roots, monkeypatch):
+    _stored(roots, "exact", "a", 1.0)
+    cache = Cache()
+    assert cache.load("exact", "a")["x"].item() == 1.0
+    assert cache.has("exact", "a") and not cache.path("exact", "a").exists()  # nothing copied into the cache
+    cache.save("exact", "a", {"x": torch.tensor(2.0)})                        # the cache wins over the store
+    assert cache.load("exact", "a")["x"].item() == 2.0
+    monkeypatch.setenv("PAPER_UTILS_STORE_MODE", "off")
+    assert Cache().load("exact", "b") is None and not Cache().has("exact", "b")
+
+
+def test_subfolder_caches_mirror_the_store(roots):
+    _stored(roots, "mri_models/x/primal", "m", 3.0)
+    sub = Cache(roots / "build" / "cache" / "mri_models" / "x")
+    assert sub.load("primal", "m")["x"].item() == 3.0
+    assert sub.entry("primal", "m") == "mri_models/x/primal/m.pt"
+
+
+def test_strict_mode_names_the_missing_entry_and_the_refresh_command(roots, monkeypatch):
+    monkeypatch.setenv("PAPER_UTILS_STORE_MODE", "strict")
+    with pytest.raises(StoreEntryMissing, match=r"'exact/missing.pt'.*make figures SCALE=cpu && make store"):
+        Cache().load("exact", "missing")
+    monkeypatch.setenv("PAPER_UTILS_STORE_MODE", "sometimes")
+    with pytest.raises(ValueError, match="PAPER_UTILS_STORE_MODE"):
+        Cache().load("exact", "missing")
+
+
+def test_a_corrupt_store_entry_is_ignored_not_deleted(roots):
+    _stored(roots, "exact", "a", 1.0)
+    path = roots / "results" / "cpu" / "store" / "exact" / "a.pt"
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.warns(UserWarning, match="results store entry"):
+        assert Cache().load("exact", "a") is None
+    assert path.exists()
+
+
+def test_refresh_copies_exactly_the_logged_entries(roots, monkeypatch):
+    cache = Cache()
+    logs = store_mod.access_log_dir("cpu")
+    monkeypatch.setenv("PAPER_UTILS_ACCESS_LOG", str(logs / "01_a.log"))
+    cache.save("primal", "used", {"x": torch.tensor(1.0)})
+    _stored(roots, "exact", "from_store", 2.0)
+    cache.load("exact", "from_store")
+    monkeypatch.setenv("PAPER_UTILS_ACCESS_LOG", str(logs / "02_b.log"))
+    cache.load("primal", "used")
+    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG")
+    cache.save("dual", "unused", {"x": torch.tensor(3.0)})
+    n, size = store_mod.refresh("cpu", log=lambda *a: None)
+    store = roots / "results" / "cpu" / "store"
+    assert n == 2 and size > 0
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*.pt")) == ["exact/from_store.pt", "primal/used.pt"]
+    manifest = (store / "MANIFEST.txt").read_text()
+    assert "primal/used.pt  (01_a, 02_b)" in manifest and "unused" not in manifest
+    monkeypatch.setenv("PAPER_UTILS_STORE_MODE", "strict")
+    import shutil
+
+    shutil.rmtree(roots / "build" / "cache")
+    assert Cache().load("primal", "used")["x"].item() == 1.0
+
+
+def test_refresh_without_a_run_says_what_to_do(roots):
+    with pytest.raises(FileNotFoundError, match="make figures SCALE=cpu"):
+        store_mod.refresh("cpu")
