@@ -125,3 +125,21 @@ def test_runtime_device_and_parameters():
     with pytest.raises(ValueError, match="sigmaa"):
         runtime.check_parameters(ns, {"scale", "seed"})
     runtime.check_parameters({"In": ["# Parameters\nscale = 'cpu'\n"]}, {"scale"})
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("seed", -1, "seed=-1: expected a non-negative integer"),
+    ("seed", 1.5, "seed=1.5: expected a non-negative integer"),
+    ("seed", True, "seed=True: expected a non-negative integer"),
+    ("scale", "big", "scale='big': expected one of"),
+    ("device", "tpu", "device='tpu': expected one of"),
+    ("exact_solver", "yes", "exact_solver='yes': expected True or False"),
+])
+def test_notebook_parameters_are_checked_up_front(name, value, message):
+    """``papermill ... -p seed -1`` fails at the parameters, naming the parameter, not deep in a library."""
+    ns = {"scale": "smoke", "seed": 0, "device": "cpu", "exact_solver": True, name: value,
+          "In": [f"# Parameters\n{name} = {value!r}\n"]}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        runtime.check_parameters(ns, {"scale", "seed", "device", "exact_solver"})
+    ok = {"scale": "cpu", "seed": 3, "device": "auto", "exact_solver": False}
+    runtime.check_parameters(ok, set(ok))
