@@ -1,4 +1,4 @@
-"""Pattern generation on the whole ``cpu``-scale problem of Figure 2 (issue 13), within a time budget.
+"""Pattern generation on the whole ``cpu``-scale problem of Figure 2, within a time budget.
 
 Figure 2's sigma = 0.5 training set at ``cpu`` scale (600 MNIST images, M = 470,400 patches, d = 9,
 beta = 1e-5): :func:`paper_utils.dual_solver.solve_global` (column generation with best-response

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Paper-scale Figure 2 on one GPU, plus the dual-epoch benchmark: what ran on the lent H100.
+# Paper-scale Figure 2 (primal and dual, three noise levels) on one GPU, plus the dual-epoch benchmark on it.
 # Usage (repo root, on a machine with CUDA torch and data/mnist.npz):
 #   OUT=build/gpu bash benchmarks/gpu_paper_scale.sh
 # Trained models land in a cache folder, tarred to $OUT/fig2_paper_cache.tgz; unpack it into
