@@ -20,9 +20,8 @@ from .lasso import _lasso
 from .result import DualSolution
 from .solve import solve_dual
 
-#: bumped whenever a change can alter a returned solution or its status (8: the Gram triangle in blocks
-#: of 256 rows and the first tilted round refined from the model's optimum change the iterates at the
-#: rounding level, and with them solve_global's path); cached solutions
+#: bumped whenever a change can alter a returned solution or its status, even at the rounding level
+#: (solve_global's path follows the iterates); cached solutions
 #: (``paper_utils.training.denoisers.load_or_solve_exact_data``) carry it in their names
 SOLVER_VERSION = 8
 

@@ -137,9 +137,9 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
             ``loose_gap``: 2.3e-3 once at P = 2,912 in the run below. None: every solve to ``solve_tol``. Measured at M = 15,680
             (notebook 11's ``smoke`` data, 64 patterns added per round, 2 cores): 800 patterns after 65 s
             instead of 560 s, 2,976 after 860 s (objective 6.63e-3, 2.3x below 800 patterns;
-            ``benchmarks/results/bench_generation_smoke_images20_2cores.txt``). Before, every round
-            was solved to ``solve_tol`` and the tilted rays, cycling a little above it, handed each
-            round to the barrier (104-131 s per round at P = 736-800).
+            ``benchmarks/results/bench_generation_smoke_images20_2cores.txt``). With every round solved
+            to ``solve_tol`` the tilted rays, cycling a little above it, hand each round to the
+            barrier (104-131 s per round at P = 736-800).
         time_limit: seconds; no round is started that would end past it, estimating the next round's
             time by the last one's (rounds grow with the patterns), so the run ends within it unless
             a round takes much longer than the one before.

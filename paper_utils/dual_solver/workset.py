@@ -45,19 +45,14 @@ Measured on 2 quiet cores (sigma 0.5, beta 1e-5, one process, nothing else runni
 - ``cpu`` scale (P = 2,000, 1,536 active): certified at 29.6-34.3 s in four runs (median 31 s;
   this host's memory-bound passes switch between a fast and a 1.6x slower mode, the dense matmul
   rate does not) against 74.7 s on the full path, objectives 3e-9 apart relatively; 3,416 float32
-  Gram rows against S (3.0 TFLOP in blocks of 256 rows; 3.6 TFLOP with the earlier 1,024) instead of
+  Gram rows against S (3.0 TFLOP in blocks of 256 rows; 3.6 TFLOP in blocks of 1,024) instead of
   2,000 float32 + 2,371 float64 rows against all P; nine operator passes (the first tilted round
-  refines from the float32 model's optimum, :func:`_refine_lasso`). Earlier versions: 34.9-41.4 s
-  (blocks of 1,024 rows, the prediction over all P patterns, ten passes), 50.3 s (4,290 rows: the
-  second tilted round recomputed 828 rows for violations of 1e-9 to 1e-6, the ray phase ran a sixth
-  round, 16 MB chunks in the operator passes), 65.9 s (float64 rows in the tilts, warm-started
-  lasso, first set P/2).
+  refines from the float32 model's optimum, :func:`_refine_lasso`). The variants behind these choices
+  and their times are in ``benchmarks/README.md``.
 - paper scale (P = 8,000, 4,025 active): certified gap 7.4e-8 at 196.6 s and 208.8 s in two runs
   (wall 199.1 s, 211.3 s), 9,926 float32 rows at 0.8-0.9 of the dense float32 rate (114-122 s);
-  earlier 212.5 s (blocks of 1,024 rows); every lasso from zero by growth instead of the capped
-  warm start: 270.7 s; earlier 261 s (11,996 rows: the second tilted round recomputed 2,075) and
-  526 s (13,020 rows, float64 in the tilts, 157 s in warm-started lassos, the ray phase's S growing
-  to 6,840).
+  212.5 s in blocks of 1,024 rows; every lasso from zero by growth instead of the capped warm
+  start: 270.7 s.
 - Measured and dropped: the ray phase's Gram rows on a random quarter of the rows (the lasso made
   exact by refinement on the full operator pass: the contraction per step is about 0.35 there, so
   the ray phase took 8 rounds instead of 6 plus 4 refinement passes, 22 s instead of 21 s; solving

@@ -16,7 +16,7 @@ paper's choice, deduplicated by the patterns they induce on the training patches
 (:meth:`DualNet.to_primal`). The prediction is piecewise linear filtering, eq. (8):
 ``f(y_p) = sum_i d_i(p) y_p^T (w_i - z_i)``.
 
-Computation (DESIGN.md section 6): everything is a matmul on ``Yp`` processed in row chunks;
+Computation (``benchmarks/README.md`` has the measured rates): everything is a matmul on ``Yp`` processed in row chunks;
 one product ``Yp_c @ [G | W^T | Z^T]`` (c, 3P) gives the patterns and both filter responses, and
 the gradient is ``[gW | gZ]^T @ Yp_c``. No (N, P, H, W) tensor is ever built, and (c, P) blocks
 are bounded by ``chunk_rows``.

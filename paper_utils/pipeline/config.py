@@ -136,7 +136,7 @@ def mnist_denoise_config(scale: str, sigma: float, *, seed: int = 0) -> DenoiseC
                          lr_primal=1e-3, lr_dual=1e-5, **sizes)
 
 
-# The "optimum" basis (DESIGN.md section 9, issue 12): the primal trained by
+# The "optimum" basis (docs/findings.md): the primal trained by
 # paper_utils.training.convergence.converge_primal from several Kaiming-uniform initialisations. Iteration budgets
 # (not time limits) keep runs reproducible: the time limit is a safety net far above a budget's expected
 # time (``cpu``: 120 L-BFGS iterations take about 110 s on 2 cores), and a seed stopped by it says so. At `cpu` scale on 2 CPU cores a full-batch L-BFGS iteration at
@@ -147,7 +147,7 @@ class OptimumBudget:
     """How the converged primal is trained at one scale.
 
     Attributes:
-        seeds: initialisation seeds (the paper's width m; issue 12 asks for at least 3).
+        seeds: initialisation seeds (the paper's width m; at least 3 at every scale).
         adam_epochs: minibatch Adam epochs with cosine decay before L-BFGS.
         lbfgs_max_iter: full-batch L-BFGS iterations at most.
         time_limit: safety net in seconds per seed (``None``: none).

@@ -36,7 +36,7 @@ class Claim:
         holds: the verdict.
         units: what ``measured`` is, e.g. ``"relative gap |d - p| / p"``.
         details: any further numbers (dict of floats/strings).
-        basis: what the verdict is about (DESIGN.md section 9). ``"published"``: the paper's settings
+        basis: what the verdict is about (``docs/findings.md``, "the two bases"). ``"published"``: the paper's settings
             and budget (Adam at its learning rates, our epoch counts), reproduced as they are.
             ``"optimum"``: the sampled dual solved exactly with a certified gap and its eq. (5)
             network, and/or the primal trained until its stopping rule holds, from several seeds;

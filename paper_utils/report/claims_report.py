@@ -12,8 +12,8 @@ the *optimum* verdict (certified dual, converged primal) side by side, and a sum
 of the paper's claims hold on both bases, only at the optimum, only at the published budget, or on
 neither. An optimum claim is paired with the published one whose name it repeats without the
 ``optimum.`` segment (``fig2.optimum.zero_gap.gaussian0.5.obj`` <-> ``fig2.zero_gap.gaussian0.5.obj``);
-claims with no partner get a row of their own. Records written before the ``basis`` field existed
-count as ``published``.
+claims with no partner get a row of their own. A record without a ``basis`` field counts as
+``published``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""The primal network trained to convergence: the "optimum" basis of the claims (DESIGN.md section 9).
+r"""The primal network trained to convergence: the "optimum" basis of the claims (``docs/findings.md``).
 
 The paper trains the non-convex network of eq. (2) with Adam for a fixed budget. Whether non-convex
 training *reaches* the convex optimum (Theorem 1) is a separate question, and it can only be asked of
@@ -13,7 +13,7 @@ eq. (3),
 eq. 6), ``U`` (m, d) the first-layer filters and ``v`` (m,) the second layer: exactly the objective of
 :func:`paper_utils.nets.primal.primal_objective` (same normalisation: loss averaged over pixels, ``beta`` not).
 
-Schedule (a "training that really converges", issue 12):
+Schedule (a training that really converges):
 
 1. *Adam with learning-rate decay*: ``adam_epochs`` epochs of minibatch Adam (the paper's learning rate
    and batch size), the rate decaying by cosine annealing to 1% of its start, so the iterate settles.
