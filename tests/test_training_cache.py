@@ -10,6 +10,7 @@ from paper_utils.report import claims
 from paper_utils.pipeline import config
 from paper_utils.training import denoisers as experiments
 from paper_utils.data.mnist import mnist_denoising
+from paper_utils.figures.fig02_duality_gap import exact_gap_rows
 from paper_utils.training.adam import TrainingDiverged, train_dual, train_primal
 
 
@@ -97,7 +98,7 @@ def test_exact_solution_is_cached_and_reproduces_the_dual(fake_mnist, tmp_cache,
     again = experiments.load_or_solve_exact(run, tol=1e-6)
     assert again.solution.objective == sol.objective and torch.equal(again.solution.W, sol.W)
     assert again.solution.history == sol.history and again.rebuilt_objective == first.rebuilt_objective
-    row, = experiments.exact_gap_rows([run], [again])
+    row, = exact_gap_rows([run], [again])
     assert row["cert_gap"] == sol.gap
     assert row["primal_vs_dP"] == (ph.train_objective[-1] - sol.objective) / sol.objective
 

@@ -1,8 +1,10 @@
 """Figure-level runs: build the data, train (or load from the cache) the primal and dual networks.
 
-:func:`train_denoisers` is what notebooks call. Each trained network is cached separately under
-``<cache>/models/`` by :meth:`paper_utils.pipeline.config.DenoiseConfig.key`, so a run interrupted after the
-primal finished resumes with the dual, and later notebooks (Figures 3-5) reuse Figure 2's models.
+:func:`train_denoisers` is what the figure modules call (:mod:`paper_utils.figures`). Each trained
+network is cached separately under ``<cache>/models/`` by
+:meth:`paper_utils.pipeline.config.DenoiseConfig.key`, so a run interrupted after the primal finished
+resumes with the dual, and later notebooks (Figures 3-5) reuse Figure 2's models.
+:func:`load_or_solve_exact` solves a run's sampled dual exactly (cached under ``<cache>/exact/``).
 """
 
 from __future__ import annotations
@@ -150,33 +152,6 @@ def load_or_solve_exact_data(cfg: DenoiseConfig, train: DenoisingSet, G: torch.T
     cache.save("exact", name, {"config": cfg.as_dict(), "tol": tol, "time_limit": time_limit, "solution": sol.as_dict(),
                                "rebuilt_objective": rebuilt})
     return ExactDual(sol, rebuilt)
-
-
-def exact_gap_rows(runs: list[DenoiseRun], exact: list[ExactDual]) -> list[dict]:
-    """Per run: the certified optimum of the sampled dual against both Adam trainings.
-
-    ``exact_obj`` is eq. (4) at the solver's feasible point, ``lower_bound`` its certified lower bound
-    (so ``d_P`` lies in ``[lower_bound, exact_obj]``), ``cert_gap`` their relative gap; ``rebuilt_vs_exact``
-    compares the eq. (2) objective of the eq. (5) network with ``exact_obj`` (p = d after rebuilding);
-    ``primal_vs_dP`` is ``(primal Adam objective - exact_obj) / exact_obj`` (negative: the primal found a
-    network the sampled program cannot express, since ``d_P >= p*``); ``adam_dual_vs_dP`` the same for
-    the network rebuilt from the paper's Adam + hinge dual.
-    """
-    rows = []
-    for run, ex in zip(runs, exact):
-        sol = ex.solution
-        p_o = run.primal_history.train_objective[-1]
-        a_o = run.dual_history.rebuilt_objective[-1]
-        rows.append({
-            "noise": f"{run.cfg.noise} {run.cfg.noise_level:g}",
-            "exact_obj": sol.objective, "lower_bound": sol.lower_bound, "cert_gap": sol.gap,
-            "max_violation": sol.max_violation,
-            "rebuilt_vs_exact": (ex.rebuilt_objective - sol.objective) / sol.objective,
-            "primal_vs_dP": (p_o - sol.objective) / sol.objective,
-            "adam_dual_vs_dP": (a_o - sol.objective) / sol.objective,
-            "seconds": sol.seconds,
-        })
-    return rows
 
 
 def duality_gap_rows(runs: list[DenoiseRun]) -> list[dict]:

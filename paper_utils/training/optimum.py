@@ -6,14 +6,15 @@ the same data and the same sampled patterns:
 
 - the sampled dual (eq. 4) solved exactly with a certificate (:func:`paper_utils.training.denoisers.load_or_solve_exact`,
   ``d_P`` within ``[lower_bound, objective]``), its eq. (5) ReLU network (:func:`exact_dual_net`,
-  :func:`exact_primal_net`) and that network's test loss;
+  :func:`exact_primal_net`) and that network's loss (:func:`network_loss`);
 - the primal of eq. (2) at the paper's width trained until its stopping rule holds, from several
   initialisations (:func:`converged_primals`, :mod:`paper_utils.training.convergence`), each seed's final
-  objective relative to ``d_P``.
+  objective relative to ``d_P`` (:func:`seed_details`).
 
 Theorem 1 with sampled patterns gives ``p* = d <= d_P``: a converged primal above ``d_P`` by more than
 the tolerance is stuck (or not yet converged: each result carries ``converged``), one below ``d_P``
-uses sign patterns the sample lacks.
+uses sign patterns the sample lacks. Figure 2's tables of these numbers are in
+:mod:`paper_utils.figures.fig02_duality_gap`.
 """
 
 from __future__ import annotations
@@ -68,35 +69,6 @@ def network_loss(net: PrimalNet, data: DenoisingSet, beta: float) -> float:
     dev = next(net.parameters()).device
     batch = max(1, min(500, int(1e8 // max(1, net.n_filters * data.noisy[0].numel()))))
     return primal_objective(net, data.noisy.to(dev), data.clean.to(dev), beta, batch_size=batch)["loss"]
-
-
-def optimum_rows(runs: Sequence[DenoiseRun], exact: Sequence[ExactDual],
-                 converged: Sequence[Sequence[ConvergedPrimal]]) -> list[dict]:
-    """Per run: the certified ``d_P``, each converged primal seed against it, and the test losses.
-
-    ``seed{s}_vs_dP`` is ``(primal objective - d_P) / d_P`` of seed ``s`` (``d_P``: the solver's feasible
-    objective, within ``cert_gap`` of the optimum); ``best_vs_dP`` the lowest over seeds; ``n_converged``
-    how many seeds met the stopping rule. ``exact_test`` is the test loss of the exact dual's eq. (5)
-    network, ``primal_test`` that of the best seed, ``gap_test`` = (exact_test - primal_test) / primal_test.
-    """
-    rows = []
-    for run, ex, seeds in zip(runs, exact, converged):
-        sol = ex.solution
-        d_p = sol.objective
-        row = {"noise": f"{run.cfg.noise} {run.cfg.noise_level:g}", "d_P": d_p, "cert_gap": sol.gap}
-        for c in seeds:
-            row[f"seed{c.init_seed}_vs_dP"] = (c.objective - d_p) / d_p
-        best = min(seeds, key=lambda c: c.objective)
-        row["best_vs_dP"] = (best.objective - d_p) / d_p
-        row["n_converged"] = f"{sum(c.converged for c in seeds)}/{len(seeds)}"
-        exact_test = network_loss(exact_primal_net(run, ex), run.test, run.cfg.beta)
-        row["exact_test"] = exact_test
-        row["primal_test"] = best.test_loss if best.test_loss is not None else float("nan")
-        row["gap_test"] = (exact_test - row["primal_test"]) / row["primal_test"]
-        rows.append(row)
-    # the same columns in every row (noise levels may have different numbers of seeds): the widest row's order
-    widest = max(rows, key=len) if rows else {}
-    return [{k: row.get(k, float("nan")) for k in widest} for row in rows]
 
 
 def seed_details(seeds: Sequence[ConvergedPrimal], d_p: float) -> dict:
