@@ -52,6 +52,17 @@ def store_mode() -> str:
     return mode
 
 
+#: where this process's cache entries came from: ``{"cache": n, "store": n, "computed": n}``
+ENTRY_SOURCES = {"cache": 0, "store": 0, "computed": 0}
+
+
+def entry_sources_summary() -> str:
+    """One line on where this process's cache entries came from, e.g. ``"12 from the results store,
+    0 from build/cache, 0 computed"``."""
+    s = ENTRY_SOURCES
+    return f"{s['store']} from the results store, {s['cache']} from the cache, {s['computed']} computed"
+
+
 def _relative_to(path: Path, base: Path) -> Path | None:
     try:
         return path.resolve().relative_to(base.resolve())
@@ -131,6 +142,7 @@ class Cache:
         _atomic_write_bytes(path.with_suffix(".sha256"), digest.encode())
         os.replace(tmp.name, path)
         self._log_access(kind, name)
+        ENTRY_SOURCES["computed"] += 1
         return path
 
     def load(self, kind: str, name: str) -> dict[str, Any] | None:
@@ -138,11 +150,12 @@ class Cache:
         is removed with a warning). In strict store mode an entry in neither raises
         :class:`StoreEntryMissing`."""
         payload = self._load_verified(self.path(kind, name))
+        source = "cache"
         mode = store_mode()
         if payload is None and mode != "off" and self.store is not None:
             stored = self.store / kind / f"{name}.pt"
             if stored.exists():
-                payload = self._load_verified(stored, read_only=True)
+                payload, source = self._load_verified(stored, read_only=True), "store"
         if payload is None and mode == "strict":
             raise StoreEntryMissing(
                 f"results store entry {self.entry(kind, name)!r} is missing for the current code and "
@@ -150,6 +163,7 @@ class Cache:
                 f"(recomputes what is missing at cpu scale) and commit results/cpu.")
         if payload is not None:
             self._log_access(kind, name)
+            ENTRY_SOURCES[source] += 1
         return payload
 
     def _load_verified(self, path: Path, read_only: bool = False) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
+from paper_utils.pipeline.cache import entry_sources_summary
 from paper_utils.report.claims import Claim, code_version
 from paper_utils.report.claims_report import pair_claims
 
@@ -83,6 +84,7 @@ def show_run(notebook: str, scale: str, device, sizes: Mapping[str, object], *, 
              f"Device {device}; executed {when}; code `{code_version()}`."]
     if source:
         lines.append(f"Expensive results: {source}.")
+    lines.append(f"Cache entries used by this kernel so far: {entry_sources_summary()}.")
     if scale == "smoke":
         lines.append("*Smoke scale: a seconds-long check of the code path. Its numbers are not results; the "
                      "committed notebooks are executed at `cpu` scale.*")
