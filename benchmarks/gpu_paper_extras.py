@@ -6,7 +6,7 @@ prepares the paper-scale MRI datasets (JSENSE, cached in build/cache/mri as usua
 tensors to ``build/gpu_export/mri_paper.pt``.
 Step 2, on the GPU machine (torch only): ``python benchmarks/gpu_paper_extras.py train --cache DIR``
 trains the MRI primal/dual networks for R = 2, 4, 8 (into ``DIR/mri_models/<dataset stem>``, the
-layout of :func:`paper_utils.mri.experiments.model_cache`) and the two-iteration unrolled network of
+layout of :func:`paper_utils.mri.runs.model_cache`) and the two-iteration unrolled network of
 Fig. 5b (sigma = 0.75, into ``DIR/unrolled``), then prints the time of each stage.
 Unpack ``DIR`` into ``build/cache`` and the paper-scale notebooks load these models.
 """
@@ -28,7 +28,7 @@ EXPORT = Path("build/gpu_export/mri_paper.pt")
 
 
 def export() -> None:
-    from paper_utils.mri.experiments import load_mri_data
+    from paper_utils.mri.runs import load_mri_data
 
     cfgs = [config.mri_config("paper", R) for R in config.MRI_ACCELERATIONS]
     t = time.perf_counter()

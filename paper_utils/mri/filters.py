@@ -1,5 +1,9 @@
-"""Figure 11 helpers: which dual filters to show and where their frequency responses peak.
-Re-exported by :mod:`paper_utils.mri.experiments`."""
+"""Figure 11 helpers (paper App. B.5): which dual filters to show and where their frequency responses peak.
+
+Figure 11 shows the magnitude frequency responses of dual filters ``w_i`` (k x k, zero-padded to
+80 x 80, centred spectrum; :func:`paper_utils.report.interpret.filter_spectra`, the conventions of
+Figure 4): :func:`select_filters` draws the filters shown, :func:`peak_frequencies` finds where each
+response peaks and :func:`frequency_bands` counts the peaks per radial band."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 r"""How much there is to learn on the MRI data: the baselines of Figures 6 and 7.
 
 Three reconstructions every network must be read against, all scored on the complex test slices
-like the networks (:func:`paper_utils.mri.experiments.evaluate_mri`):
+like the networks (:func:`paper_utils.mri.evaluation.evaluate_mri`):
 
 - **zero-filled**: the SENSE-combined zero-filled input ``Y = A^H y`` itself;
 - **best linear 7 x 7 filter** (:func:`fit_linear_filter`): the residual linear filter ``w`` (d = 49)

@@ -1,5 +1,5 @@
 """Image metrics of the MRI figures: magnitudes of real/imaginary pairs, PSNR and SSIM with the target
-magnitude's maximum as data range (the fastMRI convention). Re-exported by :mod:`paper_utils.mri.experiments`."""
+magnitude's maximum as data range (the fastMRI convention); used by :mod:`paper_utils.mri.evaluation`."""
 
 from __future__ import annotations
 

@@ -27,21 +27,24 @@ The converged primal starts from a Kaiming-uniform draw (seeded) with both layer
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from paper_utils.data.mnist import DenoisingSet
+from paper_utils.mri.runs import MRIRun, model_cache
+from paper_utils.nets.primal import PrimalNet, primal_objective
 from paper_utils.pipeline.cache import Cache
 from paper_utils.training.convergence import ConvergedPrimal, load_or_converge_primal
-from paper_utils.data.mnist import DenoisingSet
 from paper_utils.training.denoisers import DenoiseRun, ExactDual, load_or_solve_exact
-from paper_utils.nets.primal import PrimalNet, primal_objective
 
 #: scale of both layers of the converged primal's Kaiming-uniform start (output scaled by its square)
 INIT_SCALE = 0.1
 
-__all__ = ["INIT_SCALE", "MRIOptimum", "optimum_subset", "load_or_solve_mri_optimum", "optimum_rows"]
+__all__ = ["INIT_SCALE", "MRIOptimum", "optimum_subset", "load_or_solve_mri_optimum", "load_or_solve_optima",
+           "optimum_rows"]
 
 
 @dataclass
@@ -98,7 +101,7 @@ def load_or_solve_mri_optimum(run: DenoiseRun, cache: Cache, *, n_slices: int, c
     """Certified dual optimum and converged primal(s) of ``run``'s MRI problem on ``n_slices`` slices.
 
     Args:
-        run: an MRI run (:class:`paper_utils.mri.experiments.MRIRun`): its configuration, training
+        run: an MRI run (:class:`paper_utils.mri.runs.MRIRun`): its configuration, training
             set and the generators ``run.dual.G`` of its sampled patterns are used.
         cache: where solutions are cached (the run's model cache).
         n_slices: training slices of the optimum problem.
@@ -126,6 +129,25 @@ def load_or_solve_mri_optimum(run: DenoiseRun, cache: Cache, *, n_slices: int, c
     return MRIOptimum(float(cfg.noise_level), n_slices, exact, exact_net, converged, nets, zero,
                       seconds=time.perf_counter() - t0, seeds=[int(s) for s in seeds], crop=crop,
                       exact_test_loss=exact_test)
+
+
+def load_or_solve_optima(runs: Sequence[MRIRun], settings: dict) -> dict[float, MRIOptimum]:
+    """:func:`load_or_solve_mri_optimum` for every run whose R is in ``settings["accelerations"]``, each
+    cached in its run's model cache (:func:`paper_utils.mri.runs.model_cache`), so Figures 6, 7 and 11
+    share one solution per R.
+
+    Args:
+        runs: MRI runs (:func:`paper_utils.mri.runs.train_mri_runs`).
+        settings: :func:`paper_utils.pipeline.config.mri_optimum_settings` of the scale.
+
+    Returns:
+        dict mapping R to its :class:`MRIOptimum`, in the order of ``runs``.
+    """
+    return {run.R: load_or_solve_mri_optimum(run, model_cache(run.data), n_slices=settings["n_slices"],
+                                             crop=settings["crop"], seeds=settings["seeds"],
+                                             time_limit=settings["time_limit"], adam_epochs=settings["adam_epochs"],
+                                             lbfgs_max_iter=settings["lbfgs_max_iter"])
+            for run in runs if run.R in settings["accelerations"]}
 
 
 def _start(cfg, seed: int) -> PrimalNet:
