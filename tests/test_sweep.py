@@ -1,4 +1,5 @@
-"""Noise models of App. B.1, the resumable sweep (paper_utils.training.sweep) and Figure 10's threshold rule."""
+"""Noise models of App. B.1, the resumable sweep (paper_utils.training.sweep), Figures 8-9's margins and
+Figure 10's threshold rule."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from paper_utils.training import sweep
 from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import DenoiseConfig
 from paper_utils.data.noise import add_noise
+from paper_utils.figures import fig08_09_noise_robustness as robustness
+from paper_utils.figures import fig10_pattern_ablation as ablation
 from paper_utils.training.adam import History
 
 N_SAMPLES = 1_000_000
@@ -203,24 +206,24 @@ def test_paired_margins_are_relative_gaps_of_the_dual_below_the_primal():
     rows = [_fake_row("primal", "a", 0, 0.40, 0.50), _fake_row("dual", "a", 0, 0.30, 0.45, rebuilt=(0.44, 0.60)),
             _fake_row("primal", "b", 1, 0.20, 0.25), _fake_row("dual", "b", 1, 0.20, 0.30, rebuilt=(0.18, 0.25)),
             _fake_row("primal", "c", 2, 0.20, 0.25)]  # no dual: skipped
-    pairs = sweep.paired_margins(rows)
+    pairs = robustness.paired_margins(rows)
     assert [p["seed"] for p in pairs] == [0, 1]
     assert pairs[0]["margin_train"] == pytest.approx(0.25)           # (0.4 - 0.3) / 0.4
     assert pairs[0]["margin_rebuilt_train"] == pytest.approx(-0.10)  # the eq. (5) network ends above
     assert pairs[0]["margin_test"] == pytest.approx(0.10)
     assert pairs[0]["margin_rebuilt_test"] == pytest.approx(-0.20)
     assert pairs[1]["margin_train"] == pytest.approx(0.0) and pairs[1]["margin_test"] == pytest.approx(-0.2)
-    summary = {s["margin"]: s for s in sweep.margin_summary(pairs)}
+    summary = {s["margin"]: s for s in robustness.margin_summary(pairs)}
     assert summary["margin_train"]["mean"] == pytest.approx(0.125)
     assert summary["margin_train"]["min"] == pytest.approx(0.0) and summary["margin_train"]["max"] == pytest.approx(0.25)
     assert summary["margin_train"]["seeds"] == 2
     # tail = 2: the mean of the last two epochs (here the initial 1.0 and the final value)
-    tail = sweep.paired_margins(rows, tail=2)
+    tail = robustness.paired_margins(rows, tail=2)
     assert tail[0]["primal_train"] == pytest.approx(0.7) and tail[0]["margin_train"] == pytest.approx(0.05 / 0.7)
     with pytest.raises(ValueError, match="> 0"):
-        sweep.relative_margin(0.0, 1.0)
+        robustness.relative_margin(0.0, 1.0)
     with pytest.raises(ValueError, match="tail"):
-        sweep.paired_margins(rows, tail=0)
+        robustness.paired_margins(rows, tail=0)
 
 
 # ------------------------------------------------------------------------------ Figure 10's threshold rule
@@ -229,30 +232,30 @@ def test_paired_margins_are_relative_gaps_of_the_dual_below_the_primal():
 def test_patterns_to_reach_returns_smallest_P_within_tolerance():
     counts = [16, 63, 125, 250, 500]
     dual = [0.30, 0.205, 0.2019, 0.2001, 0.1999]
-    assert sweep.patterns_to_reach(counts, dual, 0.2) == 125                 # 0.2019 <= 1.01 * 0.2 = 0.202
-    assert sweep.patterns_to_reach(counts, dual, 0.2, rel_tol=0.0) == 500
-    assert sweep.patterns_to_reach(counts, dual, 0.2, rel_tol=0.05) == 63
+    assert ablation.patterns_to_reach(counts, dual, 0.2) == 125                 # 0.2019 <= 1.01 * 0.2 = 0.202
+    assert ablation.patterns_to_reach(counts, dual, 0.2, rel_tol=0.0) == 500
+    assert ablation.patterns_to_reach(counts, dual, 0.2, rel_tol=0.05) == 63
     # order does not matter; a dual below the primal counts as reached
-    assert sweep.patterns_to_reach(counts[::-1], dual[::-1], 0.2) == 125
-    assert sweep.patterns_to_reach([16, 32], [0.1, 0.3], 0.2) == 16
+    assert ablation.patterns_to_reach(counts[::-1], dual[::-1], 0.2) == 125
+    assert ablation.patterns_to_reach([16, 32], [0.1, 0.3], 0.2) == 16
     # the rule does not assume monotonicity: an early lucky P is the answer
-    assert sweep.patterns_to_reach([16, 63, 125], [0.3, 0.2, 0.25], 0.2) == 63
+    assert ablation.patterns_to_reach([16, 63, 125], [0.3, 0.2, 0.25], 0.2) == 63
 
 
 def test_patterns_to_reach_none_when_no_P_reaches_the_primal():
-    assert sweep.patterns_to_reach([16, 64, 256], [0.5, 0.4, 0.21], 0.2) is None
-    assert sweep.patterns_to_reach([16], [float("nan")], 0.2) is None
+    assert ablation.patterns_to_reach([16, 64, 256], [0.5, 0.4, 0.21], 0.2) is None
+    assert ablation.patterns_to_reach([16], [float("nan")], 0.2) is None
 
 
 def test_patterns_to_reach_rejects_bad_input():
     with pytest.raises(ValueError, match="length"):
-        sweep.patterns_to_reach([16, 64], [0.1], 0.2)
+        ablation.patterns_to_reach([16, 64], [0.1], 0.2)
     with pytest.raises(ValueError, match="distinct"):
-        sweep.patterns_to_reach([16, 16], [0.1, 0.2], 0.2)
+        ablation.patterns_to_reach([16, 16], [0.1, 0.2], 0.2)
     with pytest.raises(ValueError, match="reference"):
-        sweep.patterns_to_reach([16], [0.1], 0.0)
+        ablation.patterns_to_reach([16], [0.1], 0.0)
     with pytest.raises(ValueError, match="rel_tol"):
-        sweep.patterns_to_reach([16], [0.1], 0.2, rel_tol=-0.1)
+        ablation.patterns_to_reach([16], [0.1], 0.2, rel_tol=-0.1)
 
 
 def test_pattern_threshold_table_averages_seeds_per_P():
@@ -263,10 +266,10 @@ def test_pattern_threshold_table_averages_seeds_per_P():
                  for s, v in enumerate(vals)]
     rows += [_fake_row("dual", f"e{P}", 0, v, v, rebuilt=(v, v), n_patterns=P, sigma=0.1, noise="gaussian 0.1")
              for P, v in ((16, 0.06), (64, 0.052))]
-    table = {r["sigma"]: r for r in sweep.pattern_threshold_table(rows)}
+    table = {r["sigma"]: r for r in ablation.pattern_threshold_table(rows)}
     assert table[0.5]["P_reached"] == 256  # P = 64: mean 0.205 > 0.202
     assert table[0.5]["best_P"] == 256 and table[0.5]["best_dual"] == pytest.approx(0.201)
     assert table[0.5]["primal"] == pytest.approx(0.2) and table[0.5]["max_P"] == 256
     assert table[0.1]["P_reached"] is None and table[0.1]["max_P"] == 64
     with pytest.raises(ValueError, match="both primal and dual"):
-        sweep.pattern_threshold_table([r for r in rows if r["model"] == "dual"])
+        ablation.pattern_threshold_table([r for r in rows if r["model"] == "dual"])

@@ -5,30 +5,20 @@ eq. (4) for one :class:`~paper_utils.pipeline.config.DenoiseConfig`. :func:`run_
 loads it) through :func:`paper_utils.training.denoisers.load_or_train_primal` / ``load_or_train_dual``,
 which save every network under its configuration key as soon as it is trained. A sweep interrupted
 anywhere (a kill, a crash, a diverged run) therefore resumes where it stopped: finished entries load
-from the cache and nothing finished is redone. Notebooks call :func:`run_sweep` and only plot.
+from the cache and nothing finished is redone.
 
 The result is tidy: one row (a dict) per job with the configuration's fields, its per-epoch curves
 (:class:`~paper_utils.training.adam.History`) and its final numbers. :func:`curves_long` flattens rows to
 the long format seaborn plots (a dict of equal-length lists, one entry per job, network, part and
-epoch); :func:`select` filters it. No pandas is needed.
-
-Summaries of the two appendix experiments:
-
-- Robustness (App. B.1, Fig. 8-9): :func:`paired_margins` pairs the primal and dual of each
-  configuration and gives the relative margin ``(p - d) / p`` of the dual below the primal, for
-  the dual's eq. (4) objective and for the ReLU network rebuilt from it by eq. (5) (which differs
-  when the hinge-trained dual violates its constraints); :func:`margin_summary` gives the mean,
-  min and max over seeds.
-- Ablation (App. B.3, Fig. 10): :func:`patterns_to_reach` is the threshold rule, the smallest
-  number of sampled patterns P whose dual reaches the primal within a relative tolerance;
-  :func:`pattern_threshold_table` applies it per noise level.
+epoch); :func:`select` filters it. No pandas is needed. The figures' summaries of the rows live
+with their figures: :mod:`paper_utils.figures.fig08_09_noise_robustness` (margins of the dual below
+the primal) and :mod:`paper_utils.figures.fig10_pattern_ablation` (the threshold rule over P).
 
 Letter key: N images, M patches, d patch dimension, P patterns, m filters.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -217,141 +207,3 @@ def select(long: dict[str, list], **where) -> dict[str, list]:
     n = len(next(iter(long.values()), []))
     keep = [i for i in range(n) if all(long[c][i] == v for c, v in where.items())]
     return {c: [vals[i] for i in keep] for c, vals in long.items()}
-
-
-# --------------------------------------------------------------------------- robustness (Fig. 8, 9)
-
-
-def relative_margin(primal: float, dual: float) -> float:
-    """``(primal - dual) / primal``: how far (relatively) the dual ends below the primal (> 0: lower)."""
-    if not primal > 0:
-        raise ValueError(f"the primal value must be > 0 (a loss), got {primal}")
-    return (primal - dual) / primal
-
-
-def _tail_mean(history: History, field: str, tail: int) -> float:
-    values = getattr(history, field)[-tail:]
-    return sum(values) / len(values)
-
-
-def paired_margins(rows: Sequence[dict], *, tail: int = 1) -> list[dict]:
-    """Pair the primal and dual rows of each configuration (same key); one row per pair.
-
-    Args:
-        rows: rows of :func:`run_sweep`.
-        tail: compare the mean of the last ``tail`` epochs (1: the final epoch, as the paper). A
-            larger tail shows how much a verdict depends on where an oscillating Adam run stops.
-
-    Returns:
-        Rows with ``noise``, ``seed``, the final (or tail-mean) ``primal_train`` (eq. 2 objective), ``dual_train``
-        (eq. 4 objective), ``rebuilt_train`` (objective of the eq. (5) network), ``primal_test``,
-        ``dual_test``, ``rebuilt_test`` (test losses), the margins
-        ``margin_train = (primal_train - dual_train) / primal_train``, ``margin_rebuilt_train``,
-        ``margin_test``, ``margin_rebuilt_test`` (:func:`relative_margin`; > 0 means the dual ends
-        lower), and the final ``max_violation``. Configurations without both networks are skipped.
-    """
-    if tail < 1:
-        raise ValueError(f"tail must be >= 1, got {tail}")
-    by_key: dict[str, dict[str, dict]] = {}
-    for row in rows:
-        by_key.setdefault(row["key"], {})[row["model"]] = row
-    out = []
-    for pair in by_key.values():
-        if set(pair) != set(MODELS):
-            continue
-        p, d = pair["primal"]["history"], pair["dual"]["history"]
-        v = {"primal_train": _tail_mean(p, "train_objective", tail), "dual_train": _tail_mean(d, "train_objective", tail),
-             "rebuilt_train": _tail_mean(d, "rebuilt_objective", tail), "primal_test": _tail_mean(p, "test_loss", tail),
-             "dual_test": _tail_mean(d, "test_loss", tail), "rebuilt_test": _tail_mean(d, "rebuilt_test_loss", tail)}
-        out.append({
-            "noise": pair["primal"]["noise"], "seed": pair["primal"]["seed"],
-            **{k: v[k] for k in ("primal_train", "dual_train", "rebuilt_train")},
-            "margin_train": relative_margin(v["primal_train"], v["dual_train"]),
-            "margin_rebuilt_train": relative_margin(v["primal_train"], v["rebuilt_train"]),
-            **{k: v[k] for k in ("primal_test", "dual_test", "rebuilt_test")},
-            "margin_test": relative_margin(v["primal_test"], v["dual_test"]),
-            "margin_rebuilt_test": relative_margin(v["primal_test"], v["rebuilt_test"]),
-            "max_violation": pair["dual"]["max_violation"],
-        })
-    return out
-
-
-def margin_summary(pairs: Sequence[dict], margins: Sequence[str] = ("margin_train", "margin_rebuilt_train",
-                                                                      "margin_test", "margin_rebuilt_test")) -> list[dict]:
-    """Mean, min and max over seeds of each margin, per noise: one row per (noise, margin)."""
-    out = []
-    for noise in dict.fromkeys(p["noise"] for p in pairs):
-        group = [p for p in pairs if p["noise"] == noise]
-        for m in margins:
-            vals = [p[m] for p in group]
-            out.append({"noise": noise, "margin": m, "seeds": len(vals), "mean": sum(vals) / len(vals),
-                        "min": min(vals), "max": max(vals)})
-    return out
-
-
-# --------------------------------------------------------------------------- ablation (Fig. 10)
-
-
-def patterns_to_reach(n_patterns: Sequence[int], dual_values: Sequence[float], reference: float,
-                      rel_tol: float = 0.01) -> int | None:
-    """The threshold rule of Figure 10: the smallest P whose dual value reaches the primal's.
-
-    The dual with P sampled patterns "reaches zero gap" when its final value is at most
-    ``(1 + rel_tol) * reference``, i.e. not more than ``rel_tol`` (relative) above the primal's;
-    a dual below the primal (an under-trained primal) counts as reached. Sampled duals are
-    restrictions of the full dual (``d_P >= p*``), so larger P can only help the optimum; the rule
-    still scans every P and returns the smallest that passes, without assuming monotonicity.
-
-    Args:
-        n_patterns: the numbers of sampled patterns P, distinct, any order.
-        dual_values: the dual's final value for each P (e.g. the mean over seeds), same length.
-        reference: the primal's final value (> 0).
-        rel_tol: relative tolerance (>= 0); 0.01 is "within 1%".
-
-    Returns:
-        The smallest passing P, or ``None`` if no P of the grid reaches the primal (the claim then
-        cannot be confirmed at this grid: more patterns, or more training, would be needed).
-    """
-    if len(n_patterns) != len(dual_values):
-        raise ValueError(f"n_patterns and dual_values differ in length: {len(n_patterns)} vs {len(dual_values)}")
-    if len(set(n_patterns)) != len(n_patterns):
-        raise ValueError(f"n_patterns must be distinct (average over seeds first), got {list(n_patterns)}")
-    if not reference > 0:
-        raise ValueError(f"reference must be > 0 (a loss), got {reference}")
-    if not rel_tol >= 0:
-        raise ValueError(f"rel_tol must be >= 0, got {rel_tol}")
-    passing = [P for P, v in zip(n_patterns, dual_values) if math.isfinite(v) and v <= (1 + rel_tol) * reference]
-    return min(passing) if passing else None
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
-def pattern_threshold_table(rows: Sequence[dict], *, metric: str = "train_objective", dual_metric: str | None = None,
-                            rel_tol: float = 0.01) -> list[dict]:
-    """Figure 10's summary: per noise level, the primal's final value and the P that reaches it.
-
-    The primal value is the mean over its rows (seeds) at that noise level; the dual's value per P
-    is the mean over seeds of ``dual_metric`` (default ``metric``; e.g. ``"rebuilt_objective"`` for
-    the eq. (5) network against the primal's ``"train_objective"``).
-
-    Returns:
-        One row per noise level: ``sigma``, ``primal``, ``best_dual`` (lowest mean over P),
-        ``best_P``, ``P_reached`` (:func:`patterns_to_reach`, ``None`` if no P reaches it) and
-        ``max_P`` (the largest P tried).
-    """
-    dual_metric = dual_metric or metric
-    out = []
-    for sigma in dict.fromkeys(r["noise_level"] for r in rows):
-        primal = [r[metric] for r in rows if r["model"] == "primal" and r["noise_level"] == sigma]
-        duals = [r for r in rows if r["model"] == "dual" and r["noise_level"] == sigma]
-        if not primal or not duals:
-            raise ValueError(f"noise level {sigma:g} needs both primal and dual rows")
-        counts = sorted({r["n_patterns"] for r in duals})
-        means = [_mean([r[dual_metric] for r in duals if r["n_patterns"] == P]) for P in counts]
-        ref = _mean(primal)
-        best = min(range(len(counts)), key=lambda i: means[i])
-        out.append({"sigma": sigma, "primal": ref, "best_dual": means[best], "best_P": counts[best],
-                    "P_reached": patterns_to_reach(counts, means, ref, rel_tol), "max_P": counts[-1]})
-    return out

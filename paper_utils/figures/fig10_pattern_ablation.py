@@ -1,0 +1,284 @@
+r"""Figure 10 (App. B.3): how many sampled sign patterns the dual needs.
+
+In Figure 2's setting (MNIST denoising, Gaussian noise, primal m = 512 filters of eq. (2)) the paper
+trains the dual of eq. (4) for a log-spaced range of P randomly sampled sign patterns and claims
+that it reaches the primal's loss (zero duality gap) with about 4000 patterns at sigma = 0.5 but only
+about 125 at sigma = 0.1: more noise needs more patterns.
+
+*Published* basis: one primal per sigma (Figure 2's configuration, so at sigma = 0.5 notebook 01's
+model from the cache) and one Adam-trained dual per (sigma, P), through
+:func:`paper_utils.training.sweep.run_sweep`; the threshold rule (:func:`patterns_to_reach`,
+:func:`pattern_threshold_table`) gives the smallest P whose dual ends within 1% of the primal.
+*Optimum* basis: every P of the grid is solved exactly (certified ``d_P``, first seed's data and the
+same sampled patterns) and the primal is trained to convergence; ``P_needed`` is the smallest P whose
+``d_P`` lies within 1% of the best objective any method found. A count is confirmed when it lies
+within a factor 2 of the paper's (one step of its grid).
+
+Shapes: images (N, 1, 28, 28); patches Yp (M, d) with M = N 28^2 and d = 9 (k = 3); primal filters
+(m, d); sampled generators (d, P) for P in :func:`paper_utils.pipeline.config.ablation_pattern_counts`.
+Letter key: N images, M patches, d patch dimension, P patterns, m filters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+import torch
+
+from paper_utils.data.mnist import load_mnist, mnist_denoising
+from paper_utils.pipeline import config, runtime
+from paper_utils.report.claims import Claim
+from paper_utils.training import sweep
+from paper_utils.training.convergence import load_or_converge_primal
+from paper_utils.training.denoisers import load_or_solve_exact_data
+from paper_utils.training.optimum import seed_details
+
+__all__ = ["REL_TOL", "PAPER_PATTERNS", "AblationResult", "run", "plot", "patterns_to_reach",
+           "pattern_threshold_table"]
+
+#: "reaches zero gap": at most 1% above the reference
+REL_TOL = 0.01
+#: the paper's pattern counts per sigma (App. B.3)
+PAPER_PATTERNS = {0.5: 4000, 0.1: 125}
+
+#: columns of the final-losses table: shown name -> sweep row field
+RUN_COLUMNS = dict(sigma="noise_level", seed="seed", P="n_patterns", m="n_filters", train="train_objective",
+                   rebuilt_train="rebuilt_objective", test="test_loss", rebuilt_test="rebuilt_test_loss",
+                   max_violation="max_violation")
+
+
+# --------------------------------------------------------------------------- the threshold rule
+
+
+def patterns_to_reach(n_patterns: Sequence[int], dual_values: Sequence[float], reference: float,
+                      rel_tol: float = 0.01) -> int | None:
+    """The threshold rule of Figure 10: the smallest P whose dual value reaches the primal's.
+
+    The dual with P sampled patterns "reaches zero gap" when its final value is at most
+    ``(1 + rel_tol) * reference``, i.e. not more than ``rel_tol`` (relative) above the primal's;
+    a dual below the primal (an under-trained primal) counts as reached. Sampled duals are
+    restrictions of the full dual (``d_P >= p*``), so larger P can only help the optimum; the rule
+    still scans every P and returns the smallest that passes, without assuming monotonicity.
+
+    Args:
+        n_patterns: the numbers of sampled patterns P, distinct, any order.
+        dual_values: the dual's final value for each P (e.g. the mean over seeds), same length.
+        reference: the primal's final value (> 0).
+        rel_tol: relative tolerance (>= 0); 0.01 is "within 1%".
+
+    Returns:
+        The smallest passing P, or ``None`` if no P of the grid reaches the primal (the claim then
+        cannot be confirmed at this grid: more patterns, or more training, would be needed).
+    """
+    if len(n_patterns) != len(dual_values):
+        raise ValueError(f"n_patterns and dual_values differ in length: {len(n_patterns)} vs {len(dual_values)}")
+    if len(set(n_patterns)) != len(n_patterns):
+        raise ValueError(f"n_patterns must be distinct (average over seeds first), got {list(n_patterns)}")
+    if not reference > 0:
+        raise ValueError(f"reference must be > 0 (a loss), got {reference}")
+    if not rel_tol >= 0:
+        raise ValueError(f"rel_tol must be >= 0, got {rel_tol}")
+    passing = [P for P, v in zip(n_patterns, dual_values) if math.isfinite(v) and v <= (1 + rel_tol) * reference]
+    return min(passing) if passing else None
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def pattern_threshold_table(rows: Sequence[dict], *, metric: str = "train_objective", dual_metric: str | None = None,
+                            rel_tol: float = 0.01) -> list[dict]:
+    """Figure 10's summary: per noise level, the primal's final value and the P that reaches it.
+
+    The primal value is the mean over its rows (seeds) at that noise level; the dual's value per P
+    is the mean over seeds of ``dual_metric`` (default ``metric``; e.g. ``"rebuilt_objective"`` for
+    the eq. (5) network against the primal's ``"train_objective"``).
+
+    Returns:
+        One row per noise level: ``sigma``, ``primal``, ``best_dual`` (lowest mean over P),
+        ``best_P``, ``P_reached`` (:func:`patterns_to_reach`, ``None`` if no P reaches it) and
+        ``max_P`` (the largest P tried).
+    """
+    dual_metric = dual_metric or metric
+    out = []
+    for sigma in dict.fromkeys(r["noise_level"] for r in rows):
+        primal = [r[metric] for r in rows if r["model"] == "primal" and r["noise_level"] == sigma]
+        duals = [r for r in rows if r["model"] == "dual" and r["noise_level"] == sigma]
+        if not primal or not duals:
+            raise ValueError(f"noise level {sigma:g} needs both primal and dual rows")
+        counts = sorted({r["n_patterns"] for r in duals})
+        means = [_mean([r[dual_metric] for r in duals if r["n_patterns"] == P]) for P in counts]
+        ref = _mean(primal)
+        best = min(range(len(counts)), key=lambda i: means[i])
+        out.append({"sigma": sigma, "primal": ref, "best_dual": means[best], "best_P": counts[best],
+                    "P_reached": patterns_to_reach(counts, means, ref, rel_tol), "max_P": counts[-1]})
+    return out
+
+
+# --------------------------------------------------------------------------- the experiment
+
+
+@dataclass
+class AblationResult:
+    """Everything notebook 08 shows. ``exact_grid`` maps ``(sigma, P)`` to the certified
+    :class:`~paper_utils.training.denoisers.ExactDual`, ``converged`` a sigma to its converged primal seeds."""
+
+    scale: str
+    sigmas: tuple
+    counts: tuple
+    seeds: list
+    primal_configs: list
+    device: torch.device
+    device_name: str
+    rows: list
+    exact_grid: dict
+    converged: dict
+    run_rows: list
+    threshold_rows: list
+    exact_rows: list
+    optimum_rows: list
+    p_needed_rows: list
+    claims: list
+    sizes: dict
+    source: str
+
+
+def _published_claims(thresholds: list[dict], counts: tuple) -> list[Claim]:
+    claims = []
+    for t in thresholds:
+        sigma, P, paper = t["sigma"], t["P_reached"], PAPER_PATTERNS[t["sigma"]]
+        claims.append(Claim(
+            name=f"fig10.patterns_needed.sigma{sigma:g}",
+            statement=f"App. B.3, Fig. 10: about {paper} sampled patterns reach zero gap at sigma = {sigma:g}",
+            measured=P, tolerance=2.0, holds=P is not None and paper / 2 <= P <= 2 * paper,
+            units="smallest P of the grid within 1% of the primal's train objective (None: no P of the grid)",
+            details={**t, "grid": list(counts), "paper_count_in_grid": paper / 2 <= max(counts)}))
+    rank = {t["sigma"]: t["P_reached"] or float("inf") for t in thresholds}
+    claims.append(Claim(name="fig10.more_noise_more_patterns", measured=None, tolerance=None, holds=rank[0.5] > rank[0.1],
+                        statement="App. B.3: sigma = 0.5 needs more sampled patterns than sigma = 0.1",
+                        details={f"P_reached_sigma{s:g}": t for s, t in rank.items()}))
+    return claims
+
+
+def _optimum_claims(sigmas, counts, opt_rows, P_needed, converged) -> list[Claim]:
+    claims = []
+    for sigma in sigmas:
+        P, paper = P_needed[sigma], PAPER_PATTERNS[sigma]
+        rows_s = [r for r in opt_rows if r["sigma"] == sigma]
+        claims.append(Claim(
+            name=f"fig10.optimum.patterns_needed.sigma{sigma:g}",
+            statement=f"App. B.3, Fig. 10 at the optimum: about {paper} sampled patterns bring the certified d_P within 1% of the best objective found (sigma = {sigma:g})",
+            measured=P, tolerance=2.0, holds=P is not None and paper / 2 <= P <= 2 * paper,
+            units="smallest P of the grid with d_P within 1% of min(all d_P, converged primal seeds)",
+            details={"grid": list(counts), "d_P": {r["P"]: r["d_P"] for r in rows_s},
+                     **seed_details(converged[sigma], rows_s[-1]["d_P"])}, basis="optimum"))
+    claims.append(Claim(
+        name="fig10.optimum.more_noise_more_patterns", measured=None, tolerance=None,
+        holds=(P_needed[0.5] or float("inf")) > (P_needed[0.1] or float("inf")),
+        statement="App. B.3 at the optimum: sigma = 0.5 needs more sampled patterns than sigma = 0.1 (certified d_P)",
+        details={f"P_needed_sigma{s:g}": P for s, P in P_needed.items()}, basis="optimum"))
+    return claims
+
+
+def run(scale: str, *, seed: int = 0, device="auto", n_seeds: int | None = None) -> AblationResult:
+    """Train (or load) the primal per sigma and the dual per (sigma, P), solve every P exactly, and
+    build notebook 08's tables and claims.
+
+    Args:
+        scale: ``smoke``, ``cpu`` or ``paper`` (grid: :func:`paper_utils.pipeline.config.ablation_pattern_counts`).
+        seed: the first seed of the sweep and the seed of the optimum basis's data.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        n_seeds: seeds per (sigma, P); ``None`` takes :data:`paper_utils.training.sweep.DEFAULT_SEEDS`.
+    """
+    dev = runtime.resolve_device(device)
+    sigmas, counts = config.ABLATION_SIGMAS, config.ablation_pattern_counts(scale)
+    seeds = sweep.seeds_for("ablation", scale, n_seeds, first=seed)
+    primal_cfgs = [config.mnist_denoise_config(scale, sigma, seed=s) for sigma in sigmas for s in seeds]
+    dual_cfgs = [config.ablation_config(scale, sigma, P, seed=s) for sigma in sigmas for P in counts for s in seeds]
+    jobs = sweep.sweep_jobs(primal_cfgs, ["primal"]) + sweep.sweep_jobs(dual_cfgs, ["dual"])
+    rows = sweep.run_sweep(jobs, device=dev)
+    run_rows = [{k: r[c] for k, c in RUN_COLUMNS.items()} for r in rows]
+    tables = {"train (eq. 4)": pattern_threshold_table(rows, metric="train_objective", rel_tol=REL_TOL),
+              "train (rebuilt, eq. 5)": pattern_threshold_table(rows, metric="train_objective",
+                                                                dual_metric="rebuilt_objective", rel_tol=REL_TOL),
+              "test (eq. 4)": pattern_threshold_table(rows, metric="test_loss", rel_tol=REL_TOL)}
+    claims = _published_claims(tables["train (eq. 4)"], counts)
+
+    budget = config.optimum_budget(scale)
+    exact_grid, converged = {}, {}
+    for sigma in sigmas:
+        base = config.mnist_denoise_config(scale, sigma, seed=seed)
+        train, test = mnist_denoising(base.n_train, base.n_test, base.noise, sigma, seed=base.seed, arrays=load_mnist())
+        for P in counts:
+            exact_grid[sigma, P] = load_or_solve_exact_data(config.ablation_config(scale, sigma, P, seed=seed), train,
+                                                            tol=1e-6, time_limit=budget.exact_time_limit)
+        n = len(budget.seeds) if sigma == 0.5 or budget.extra_seeds_all_noises else 1
+        converged[sigma] = [load_or_converge_primal(base, train, test, init_seed=s, device=dev,
+                                                    adam_epochs=budget.adam_epochs,
+                                                    lbfgs_max_iter=budget.lbfgs_max_iter, time_limit=budget.time_limit)
+                            for s in budget.seeds[:n]]
+    opt_rows = []
+    for sigma in sigmas:
+        best_primal = min(c.objective for c in converged[sigma])
+        best = min(best_primal, *(exact_grid[sigma, P].solution.objective for P in counts))
+        for P in counts:
+            sol = exact_grid[sigma, P].solution
+            opt_rows.append({"sigma": sigma, "P": P, "d_P": sol.objective, "d_P_vs_best": (sol.objective - best) / best,
+                             "best_primal_vs_d_P": (best_primal - sol.objective) / sol.objective})
+    P_needed = {s: next((r["P"] for r in opt_rows if r["sigma"] == s and r["d_P_vs_best"] <= REL_TOL), None)
+                for s in sigmas}
+    claims += _optimum_claims(sigmas, counts, opt_rows, P_needed, converged)
+
+    n_cached = sum(r["from_cache"] for r in rows)
+    seconds = sum(r["train_seconds"] for r in rows)
+    cfg0 = primal_cfgs[0]
+    return AblationResult(
+        scale=scale, sigmas=sigmas, counts=counts, seeds=seeds, primal_configs=primal_cfgs, device=dev,
+        device_name=str(dev), rows=rows, exact_grid=exact_grid, converged=converged, run_rows=run_rows,
+        threshold_rows=[{"value": name, **t} for name, table in tables.items() for t in table],
+        exact_rows=[{"sigma": s, "P": P, "seconds": e.solution.seconds, "certified_gap": e.solution.gap,
+                     "status": e.solution.status} for (s, P), e in exact_grid.items()],
+        optimum_rows=opt_rows, p_needed_rows=[{"sigma": s, "P_needed": P} for s, P in P_needed.items()],
+        claims=claims,
+        sizes={"n_train": cfg0.n_train, "n_test": cfg0.n_test, "m": cfg0.n_filters, "epochs": cfg0.epochs,
+               "P": ", ".join(map(str, counts)), "sigmas": ", ".join(f"{s:g}" for s in sigmas), "seeds": len(seeds)},
+        source=f"{n_cached} of {len(rows)} networks loaded from the model cache (training time {seconds:.0f} s in all)")
+
+
+def plot(result: AblationResult):
+    """Figure 10: final train objective (left) and test loss (right) against P, per sigma (rows): the
+    dual's eq. (4) values, the rebuilt eq. (5) network and the primal, with the certified ``d_P`` per P
+    and the converged primal seeds on the train panels. Returns the matplotlib figure."""
+    sigmas, counts = result.sigmas, result.counts
+    final = sweep.curves_long(result.rows, final_only=True)
+    fig, axes = plt.subplots(len(sigmas), 2, figsize=(10, 3.6 * len(sigmas)), squeeze=False)
+    for i, sigma in enumerate(sigmas):
+        for j, part in enumerate(("train", "test")):
+            ax = axes[i, j]
+            sns.lineplot(data=sweep.select(final, model="dual", noise_level=sigma, part=part), x="n_patterns",
+                         y="value", hue="network", marker="o", errorbar=("pi", 100), palette=sweep.NETWORK_PALETTE,
+                         ax=ax)
+            primal = sweep.select(final, model="primal", noise_level=sigma, part=part)["value"]
+            ax.axhline(sum(primal) / len(primal), color=sweep.NETWORK_PALETTE[sweep.PRIMAL], ls="--",
+                       label=f"primal (m = {result.primal_configs[0].n_filters})")
+            if part == "train":           # the optimum basis: certified d_P per P and the converged primal seeds
+                ax.plot(counts, [result.exact_grid[sigma, P].solution.objective for P in counts], "s-", color="k",
+                        ms=4, lw=1, label="certified d_P (ours)")
+                for n_seed, c in enumerate(result.converged[sigma]):
+                    ax.axhline(c.objective, color="k", ls=":", lw=1,
+                               label="converged primal seeds" if n_seed == 0 else None)
+            ax.set(xscale="log", yscale="log", xlabel="number of sampled sign patterns P",
+                   ylabel="objective" if part == "train" else "1/(2M) ||f(Y) - X||^2",
+                   title=f"({'abcd'[2 * i + j]}) {part} loss, sigma = {sigma:g}")
+            ax.set_xticks(counts, labels=[str(P) for P in counts])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
+    fig.suptitle(f"Figure 10: dual vs number of sampled patterns, {result.primal_configs[0].n_train} training images, "
+                 f"scale = {result.scale}")
+    fig.tight_layout()
+    return fig
