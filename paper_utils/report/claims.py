@@ -59,9 +59,9 @@ class Claim:
 
 def code_version() -> str:
     """``git describe --always`` of the project, with ``-dirty`` when tracked files other than the
-    generated outputs under ``figures/`` differ from the commit (a run of the main job rewrites
-    ``figures/`` itself, which must not mark the code that produced them as modified); ``"unknown"``
-    outside a git checkout."""
+    generated outputs differ from the commit (a run of the main job rewrites ``figures/``, the
+    executed ``notebooks/`` and the results store ``results/`` itself, which must not mark the code that
+    produced them as modified); ``"unknown"`` outside a git checkout."""
     try:
         root = project_root()
         out = subprocess.run(["git", "describe", "--always"], cwd=root, capture_output=True, text=True, timeout=10)
@@ -69,7 +69,7 @@ def code_version() -> str:
         if not version:
             return "unknown"
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                 ":(exclude)figures"], cwd=root, capture_output=True, text=True, timeout=10)
+                                 ":(exclude)figures", ":(exclude)notebooks/*.ipynb", ":(exclude)results"], cwd=root, capture_output=True, text=True, timeout=10)
         return version + ("-dirty" if status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
