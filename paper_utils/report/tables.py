@@ -8,8 +8,9 @@ Every notebook opens with two cells built from here:
   published verdict and the optimum verdict side by side (paired as in ``CLAIMS.md``), with numbers;
   nbval checks it.
 
-Results tables go through :func:`show_table` (rows of dicts, one Markdown table). Each function
-returns the Markdown text it displayed, so tests and scripts can read it without a notebook.
+Results tables go through :func:`show_table` (rows of dicts, one Markdown table). The ``show_*``
+functions display and return nothing (a returned value would print again as the cell's result);
+:func:`markdown_table`, :func:`run_markdown` and :func:`verdict_markdown` return the same text.
 """
 
 from __future__ import annotations
@@ -65,19 +66,23 @@ def markdown_table(rows: Sequence[Mapping], digits: int = 4, columns: Sequence[s
 
 
 def show_table(rows: Sequence[Mapping], digits: int = 4, *, title: str | None = None,
-               columns: Sequence[str] | None = None) -> str:
-    """Display ``rows`` (a list of dicts) as a rendered Markdown table; returns the Markdown."""
+               columns: Sequence[str] | None = None) -> None:
+    """Display ``rows`` (a list of dicts) as a rendered Markdown table, under ``title`` if given."""
     text = markdown_table(rows, digits, columns)
     if title:
         text = f"**{title}**\n\n{text}"
     _display_markdown(text)
-    return text
 
 
-def show_run(notebook: str, scale: str, device, sizes: Mapping[str, object], *, source: str | None = None) -> str:
-    """Display what ran: notebook, scale, the sizes that matter for this figure, device, date (UTC),
-    code version and, when given, where the expensive results came from (``source``, e.g. "results
-    store ``results/cpu``"). Returns the Markdown."""
+def show_run(notebook: str, scale: str, device, sizes: Mapping[str, object], *, source: str | None = None) -> None:
+    """Display :func:`run_markdown`: what ran."""
+    _display_markdown(run_markdown(notebook, scale, device, sizes, source=source))
+
+
+def run_markdown(notebook: str, scale: str, device, sizes: Mapping[str, object], *, source: str | None = None) -> str:
+    """What ran: notebook, scale, the sizes that matter for this figure, device, date (UTC), code
+    version, where the expensive results came from (``source``, e.g. "results store ``results/cpu``")
+    and where this kernel's cache entries came from."""
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     size_text = ", ".join(f"{k} = {format_value(v)}" for k, v in sizes.items())
     lines = [f"**What ran** (`{notebook}`): scale **`{scale}`**; {size_text}.",
@@ -88,9 +93,7 @@ def show_run(notebook: str, scale: str, device, sizes: Mapping[str, object], *, 
     if scale == "smoke":
         lines.append("*Smoke scale: a seconds-long check of the code path. Its numbers are not results; the "
                      "committed notebooks are executed at `cpu` scale.*")
-    text = "  \n".join(lines)
-    _display_markdown(text)
-    return text
+    return "  \n".join(lines)
 
 
 def _verdict_cell(c: dict | None, digits: int) -> str:
@@ -117,14 +120,17 @@ def verdict_rows(claims: Sequence[Claim | Mapping], digits: int = 3) -> list[dic
     return rows
 
 
-def show_verdicts(claims: Sequence[Claim | Mapping], digits: int = 3) -> str:
-    """Display the figure's verdict table (see :func:`verdict_rows`) with a one-line count; returns the
-    Markdown."""
+def show_verdicts(claims: Sequence[Claim | Mapping], digits: int = 3) -> None:
+    """Display :func:`verdict_markdown`: the figure's verdict table."""
+    _display_markdown(verdict_markdown(claims, digits))
+
+
+def verdict_markdown(claims: Sequence[Claim | Mapping], digits: int = 3) -> str:
+    """The figure's verdict table (see :func:`verdict_rows`) under a one-line count."""
     rows = verdict_rows(claims, digits)
     n = len(claims)
     held = sum(bool(c.holds if isinstance(c, Claim) else c["holds"]) for c in claims)
     text = (f"**Verdicts**: {held} of {n} claim records hold. *Published*: the paper's settings and budget; "
             f"*optimum*: certified dual optimum and primal trained to its stopping rule or budget.\n\n"
             + markdown_table(rows, digits, columns=("claim", "statement", "published", "optimum", "units")))
-    _display_markdown(text)
     return text
