@@ -81,7 +81,7 @@ from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
 from paper_utils.pipeline import config, runtime
 from paper_utils.training import convergence
-from paper_utils.training.adam import _batches, _check_finite
+from paper_utils.training.adam import dual_epoch, primal_epoch
 from paper_utils.training.convergence import kaiming_init, patch_objective
 from paper_utils.training.denoisers import fast_kernels
 
@@ -230,16 +230,7 @@ def dual_adam_epoch(ctx: Context, fast: bool) -> Run:
     Yp_img, x_img = Yp_tr.reshape(n, hw, -1), x_tr.reshape(n, hw)
 
     def epoch():
-        hinge_sum, n_steps = 0.0, 0
-        for idx in _batches(n, cfg.batch_size, gen):
-            parts = net.penalized_loss(Yp_img[idx].reshape(-1, Yp_img.shape[-1]), x_img[idx].reshape(-1),
-                                       cfg.beta, cfg.hinge_weight)
-            opt.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            opt.step()
-            hinge_sum += float(parts["hinge"]); n_steps += 1
-        _check_finite(float(parts["total"].detach()), "dual loss", cfg)
-        return hinge_sum / n_steps
+        return dual_epoch(net, opt, Yp_img, x_img, cfg, gen)
 
     M, P = Yp_tr.shape[0], net.n_patterns
     steps = math.ceil(n / cfg.batch_size)
@@ -266,13 +257,7 @@ def primal_adam_epoch(ctx: Context) -> Run:
     Ytr, Xtr = train.noisy.to(dev), train.clean.to(dev)
 
     def epoch():
-        for idx in _batches(len(train), cfg.batch_size, gen):
-            out = net(Ytr[idx])
-            loss = 0.5 * (out - Xtr[idx]).pow(2).mean() + net.regularizer(cfg.beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        _check_finite(float(loss.detach()), "primal loss", cfg)
+        primal_epoch(net, opt, Ytr, Xtr, cfg, gen)
 
     M, m, d = Ytr.numel(), cfg.n_filters, cfg.kernel_size ** 2
     steps = math.ceil(len(train) / cfg.batch_size)

@@ -93,6 +93,35 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
 
+def primal_epoch(net: PrimalNet, opt: torch.optim.Optimizer, Y: torch.Tensor, X: torch.Tensor,
+                 cfg: DenoiseConfig, gen: torch.Generator) -> None:
+    """One epoch of the paper's primal Adam: minibatches of ``cfg.batch_size`` images ``Y``, ``X``
+    (N, 1, H, W) drawn by ``gen``, loss ``1/2 mean((f(Y) - X)^2) + beta/2 (||U||^2 + ||v||^2)`` (eq. 2)."""
+    for idx in _batches(len(Y), cfg.batch_size, gen):
+        loss = 0.5 * (net(Y[idx]) - X[idx]).pow(2).mean() + net.regularizer(cfg.beta)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _check_finite(float(loss.detach()), "primal loss", cfg)
+
+
+def dual_epoch(net: DualNet, opt: torch.optim.Optimizer, Yp_img: torch.Tensor, x_img: torch.Tensor,
+               cfg: DenoiseConfig, gen: torch.Generator) -> float:
+    """One epoch of the paper's dual Adam on eq. (4) with the hinge penalty: minibatches of
+    ``cfg.batch_size`` images of patches ``Yp_img`` (N, H W, d) and targets ``x_img`` (N, H W) drawn by
+    ``gen``. Returns the mean hinge term over the epoch's steps."""
+    hinge_sum, n_steps = 0.0, 0
+    for idx in _batches(len(Yp_img), cfg.batch_size, gen):
+        parts = net.penalized_loss(Yp_img[idx].reshape(-1, Yp_img.shape[-1]), x_img[idx].reshape(-1),
+                                   cfg.beta, cfg.hinge_weight)
+        opt.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        opt.step()
+        hinge_sum += float(parts["hinge"]); n_steps += 1
+    _check_finite(float(parts["total"].detach()), "dual loss", cfg)
+    return hinge_sum / n_steps
+
+
 def train_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, device: torch.device,
                  progress: bool = True) -> tuple[PrimalNet, History]:
     """Train the primal network of eq. (2) with the paper's Adam settings; returns the net and its curves."""
@@ -117,13 +146,7 @@ def train_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *,
     evaluate(0)
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"primal {cfg.label()}", disable=not progress, leave=False)
     for epoch in bar:
-        for idx in _batches(len(train), cfg.batch_size, gen):
-            out = net(Ytr[idx])
-            loss = 0.5 * (out - Xtr[idx]).pow(2).mean() + net.regularizer(cfg.beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        _check_finite(float(loss.detach()), "primal loss", cfg)
+        primal_epoch(net, opt, Ytr, Xtr, cfg, gen)
         evaluate(epoch)
         bar.set_postfix(train=f"{hist.train_objective[-1]:.4g}", test=f"{hist.test_loss[-1]:.4g}")
     return net, hist
@@ -168,16 +191,7 @@ def train_dual(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, *, d
     hist.hinge.append(0.0)
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"dual {cfg.label()}", disable=not progress, leave=False)
     for epoch in bar:
-        hinge_sum, n_steps = 0.0, 0
-        for idx in _batches(len(train), cfg.batch_size, gen):
-            parts = net.penalized_loss(Yp_img[idx].reshape(-1, Yp_img.shape[-1]), x_img[idx].reshape(-1),
-                                       cfg.beta, cfg.hinge_weight)
-            opt.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            opt.step()
-            hinge_sum += float(parts["hinge"]); n_steps += 1
-        _check_finite(float(parts["total"].detach()), "dual loss", cfg)
-        hist.hinge.append(hinge_sum / n_steps)
+        hist.hinge.append(dual_epoch(net, opt, Yp_img, x_img, cfg, gen))
         evaluate(epoch)
         bar.set_postfix(train=f"{hist.train_objective[-1]:.4g}", test=f"{hist.test_loss[-1]:.4g}")
     return net, hist
