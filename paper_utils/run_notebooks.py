@@ -112,27 +112,34 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
                "notebooks": []}
     logs = access_log_dir(scale)
     logs.mkdir(parents=True, exist_ok=True)
-    for nb in todo:
-        start = time.perf_counter()
-        log_path = logs / f"{nb.stem}.log"
-        log_path.unlink(missing_ok=True)
-        os.environ["PAPER_UTILS_ACCESS_LOG"] = str(log_path)  # inherited by the notebook's kernel
-        try:
-            papermill.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"scale": scale, "device": device},
-                                       cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
-            status = "ok"
-            if scale == "cpu" and write_back:
-                problems = clean_executed(out_dir / nb.name, nb)
-                if problems:
-                    status = "ok (outputs: " + "; ".join(problems[:3]) + ")"
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
-            status = f"FAILED ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''})"
-            failures.append(nb.name)
-        seconds = time.perf_counter() - start
-        timings["notebooks"].append({"notebook": nb.stem, "seconds": round(seconds, 1), "status": status})
-        log(f"{nb.name:40s} {seconds:8.1f} s  {status}", flush=True)
-        timings["total_seconds"] = round(time.perf_counter() - total, 1)
-        (out_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    previous_log = os.environ.get("PAPER_UTILS_ACCESS_LOG")
+    try:
+        for nb in todo:
+            start = time.perf_counter()
+            log_path = logs / f"{nb.stem}.log"
+            log_path.unlink(missing_ok=True)
+            os.environ["PAPER_UTILS_ACCESS_LOG"] = str(log_path)  # inherited by the notebook's kernel
+            try:
+                papermill.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"scale": scale, "device": device},
+                                           cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+                status = "ok"
+                if scale == "cpu" and write_back:
+                    problems = clean_executed(out_dir / nb.name, nb)
+                    if problems:
+                        status = "ok (outputs: " + "; ".join(problems[:3]) + ")"
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
+                status = f"FAILED ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''})"
+                failures.append(nb.name)
+            seconds = time.perf_counter() - start
+            timings["notebooks"].append({"notebook": nb.stem, "seconds": round(seconds, 1), "status": status})
+            log(f"{nb.name:40s} {seconds:8.1f} s  {status}", flush=True)
+            timings["total_seconds"] = round(time.perf_counter() - total, 1)
+            (out_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    finally:  # the access log is the notebooks' business, not the caller's
+        if previous_log is None:
+            os.environ.pop("PAPER_UTILS_ACCESS_LOG", None)
+        else:
+            os.environ["PAPER_UTILS_ACCESS_LOG"] = previous_log
     log(f"total {time.perf_counter() - total:.1f} s; {len(todo) - len(failures)} ok, {len(failures)} failed"
         + (f": {', '.join(failures)} (executed copies with the error are in {out_dir})" if failures else ""))
     return len(failures)
