@@ -80,7 +80,7 @@ from paper_utils.nets.dual import DualNet, sample_generators
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
 from paper_utils.pipeline import config, runtime
-from paper_utils.training import convergence
+from paper_utils.nets.relu_patch import default_chunk_rows
 from paper_utils.training.adam import dual_epoch, primal_epoch
 from paper_utils.training.convergence import kaiming_init, patch_objective
 from paper_utils.training.denoisers import fast_kernels
@@ -88,7 +88,7 @@ from paper_utils.training.denoisers import fast_kernels
 F32_BYTES, F64_BYTES = 4, 8
 MRI_SIDE = 80          # MRI slices are 80 x 80 (paper_utils.mri), k = 7
 MRI_KERNEL = 7
-PRIMAL_CHUNKS = (256, 1024, 8192)
+PRIMAL_CHUNKS = (512, 2048, 8192)
 
 
 @dataclass
@@ -167,8 +167,10 @@ def primal_lbfgs(Yp, x, m: int, beta: float, *, work: torch.dtype, chunk: int, n
     """``patch_objective(Yp, x, U, v, beta, grad=True, compute_dtype=work, chunk_rows=chunk)`` with float64
     ``U`` (m, d), ``v`` (m,), as ``converge_primal``'s L-BFGS ``fun`` calls it.
 
-    flops (matmul): forward ``Yc @ U^T`` 2 M d m, ``A @ v`` 2 M m, ``A^T r`` (gv) 2 M m,
-    ``(H > 0)^T @ (r Yc)`` (gU) 2 M m d: 4 M m (d + 1). (The float64 dot ``r . r``, 2 M, is not counted.)
+    flops (matmul), counted as for the unfused form (so ratios compare across versions): forward
+    ``Yc @ U^T`` 2 M d m, ``A @ v`` 2 M m, ``A^T r`` (gv) 2 M m, ``(H > 0)^T @ (r Yc)`` (gU) 2 M m d:
+    4 M m (d + 1). (The fused kernel of ``paper_utils.nets.relu_patch`` gets ``gv`` from ``gU``'s sums
+    and skips the ``A^T r`` pass: it does 2 M m fewer.) (The float64 dot ``r . r``, 2 M, is not counted.)
     bytes: ``Yp`` (M, d) and ``x`` (M,) read once in their stored float32, ``U``, ``v`` read and ``gU``,
     ``gv`` written in float64: 4 M (d + 1) + 16 m (d + 1).
     """
@@ -240,8 +242,9 @@ def dual_adam_epoch(ctx: Context, fast: bool) -> Run:
 
 
 def primal_adam_epoch(ctx: Context) -> Run:
-    """One epoch of ``train_primal``'s inner loop: the conv2d ``PrimalNet`` on batches of 25 images, the
-    loss ``0.5 mean((out - X)^2) + regularizer``, backward, Adam step (and the per-epoch finiteness check).
+    """One epoch of ``train_primal``'s inner loop: ``PrimalNet.patch_forward`` (the fused patch-form kernel)
+    on batches of 25 images, the loss ``0.5 mean((out - X)^2) + regularizer``, backward, Adam step (and the
+    per-epoch finiteness check). Counted as the conv2d form's products:
 
     flops (matmul), per epoch: conv1 forward 2 M d m, conv2 (1 x 1) forward 2 M m, conv2 backward (weight
     and input gradients) 4 M m, conv1 weight gradient 2 M d m (the images need no gradient): 4 M d m + 6 M m.
@@ -262,11 +265,11 @@ def primal_adam_epoch(ctx: Context) -> Run:
     M, m, d = Ytr.numel(), cfg.n_filters, cfg.kernel_size ** 2
     steps = math.ceil(len(train) / cfg.batch_size)
     return Run(epoch, 4 * M * d * m + 6 * M * m, F32_BYTES * (2 * M + 10 * m * (d + 1) * steps), "fp32",
-               f"M {M} d {d} m {m} batch {cfg.batch_size} steps {steps} conv2d")
+               f"M {M} d {d} m {m} batch {cfg.batch_size} steps {steps} patch form")
 
 
 def primal_eval_test(ctx: Context) -> Run:
-    """``primal_objective(net, Y_test, X_test, beta)`` (conv2d, batches of 500, no gradient), as
+    """``primal_objective(net, Y_test, X_test, beta)`` (patch form, batches of 500, no gradient), as
     ``train_primal``'s evaluation.
 
     flops (matmul): conv1 2 M d m, conv2 2 M m: 2 M m (d + 1).
@@ -280,7 +283,7 @@ def primal_eval_test(ctx: Context) -> Run:
     Yte, Xte = test.noisy.to(dev), test.clean.to(dev)
     M, m, d = Yte.numel(), cfg.n_filters, cfg.kernel_size ** 2
     return Run(lambda: primal_objective(net, Yte, Xte, cfg.beta), 2 * M * m * (d + 1),
-               F32_BYTES * (2 * M + m * (d + 1)), "fp32", f"M {M} d {d} m {m} batch 500 conv2d")
+               F32_BYTES * (2 * M + m * (d + 1)), "fp32", f"M {M} d {d} m {m} batch 500 patch form")
 
 
 def solver_operator_pass(ctx: Context) -> Run:
@@ -323,7 +326,7 @@ def kernel_specs(ctx: Context, eager: bool) -> list[tuple[str, Callable[[], Run]
     def tr():
         return ctx.mnist()[0], ctx.mnist()[1]
 
-    default_chunk = convergence.CHUNK_ROWS
+    default_chunk = default_chunk_rows(ctx.dev)
     specs.append(("primal_lbfgs_eval", lambda: primal_lbfgs(*tr(), m, beta, work=torch.float32, chunk=default_chunk,
                                                             note=" (converge_primal's default)")))
     specs.append(("primal_lbfgs_eval_f64", lambda: primal_lbfgs(*tr(), m, beta, work=torch.float64,
@@ -464,8 +467,8 @@ def main(argv: list[str] | None = None) -> None:
           f"P = {args.mri_patterns}; random data, not built from MRI (needs SigPy, takes minutes)")
     print(f"# dual kernels compiled: {fast_kernels(cfg)} (fast_kernels at cpu scale); "
           f"PAPER_UTILS_NO_COMPILE={os.environ.get('PAPER_UTILS_NO_COMPILE', '')!r}; inductor cache "
-          f"{'fresh (' + fresh_dir + ')' if fresh_dir else 'default'}; patch_objective CHUNK_ROWS "
-          f"{convergence.CHUNK_ROWS}; DualNet chunk {dual_module.DEFAULT_CHUNK_ROWS if dev.type == 'cpu' else 16384}")
+          f"{'fresh (' + fresh_dir + ')' if fresh_dir else 'default'}; patch_objective chunk "
+          f"{default_chunk_rows(dev)} rows; DualNet chunk {dual_module.DEFAULT_CHUNK_ROWS if dev.type == 'cpu' else 16384}")
     print(f"# timing: one warm-up call, then the median of {args.repeats} timed calls "
           f"(dual_eval_train_first: the first call alone)", flush=True)
 

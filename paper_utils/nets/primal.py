@@ -20,6 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from paper_utils.nets.patches import extract_patches
+from paper_utils.nets.relu_patch import ReluPatchNet
+
 
 class PrimalNet(nn.Module):
     """Two-layer conv ReLU network ``Y -> conv1x1(relu(conv_kxk(Y)))`` (optionally ``+ Y``).
@@ -57,6 +60,16 @@ class PrimalNet(nn.Module):
         out = self.conv2(F.relu(self.conv1(images)))
         return images + out if self.residual else out
 
+    def patch_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The same prediction (N, 1, H, W) computed in patch form, eq. (3), by the fused kernel of
+        :class:`paper_utils.nets.relu_patch.ReluPatchNet` (gradients for the weights, none for the
+        images). Several times faster than :meth:`forward` on CPU for d = C k k <= 49 (``benchmarks/``)."""
+        n, _, h, w = images.shape
+        Yp = extract_patches(images, self.kernel_size)
+        U, v = self.conv1.weight.reshape(self.n_filters, -1), self.conv2.weight.reshape(-1)
+        out = ReluPatchNet.apply(Yp, U, v).reshape(n, 1, h, w)
+        return images + out if self.residual else out
+
     def regularizer(self, beta: float) -> torch.Tensor:
         """``beta / 2 * sum_j (||u_j||^2 + v_j^2)``."""
         return 0.5 * beta * (self.conv1.weight.pow(2).sum() + self.conv2.weight.pow(2).sum())
@@ -88,12 +101,16 @@ def primal_objective(net: PrimalNet, noisy: torch.Tensor, clean: torch.Tensor, b
                      batch_size: int = 500) -> dict[str, float]:
     """The training objective ``p`` of eq. (2) on a whole set, evaluated in batches (no grad).
 
+    A :class:`PrimalNet` is evaluated in patch form (:meth:`PrimalNet.patch_forward`), any other
+    network (e.g. an unrolled one) by calling it.
+
     Returns ``{"loss": 1/(2M) ||f(Y) - X||^2, "reg": beta/2 sum(...), "objective": loss + reg}``.
     """
     sq, count = 0.0, 0
+    forward = net.patch_forward if isinstance(net, PrimalNet) else net
     with torch.no_grad():
         for i in range(0, noisy.shape[0], batch_size):
-            out = net(noisy[i:i + batch_size])
+            out = forward(noisy[i:i + batch_size])
             sq += float((out - clean[i:i + batch_size]).double().pow(2).sum())
             count += out.numel()
         reg = float(net.regularizer(beta))

@@ -96,9 +96,10 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
 def primal_epoch(net: PrimalNet, opt: torch.optim.Optimizer, Y: torch.Tensor, X: torch.Tensor,
                  cfg: DenoiseConfig, gen: torch.Generator) -> None:
     """One epoch of the paper's primal Adam: minibatches of ``cfg.batch_size`` images ``Y``, ``X``
-    (N, 1, H, W) drawn by ``gen``, loss ``1/2 mean((f(Y) - X)^2) + beta/2 (||U||^2 + ||v||^2)`` (eq. 2)."""
+    (N, 1, H, W) drawn by ``gen``, loss ``1/2 mean((f(Y) - X)^2) + beta/2 (||U||^2 + ||v||^2)`` (eq. 2),
+    ``f`` computed in patch form by the fused kernel (:meth:`PrimalNet.patch_forward`)."""
     for idx in _batches(len(Y), cfg.batch_size, gen):
-        loss = 0.5 * (net(Y[idx]) - X[idx]).pow(2).mean() + net.regularizer(cfg.beta)
+        loss = 0.5 * (net.patch_forward(Y[idx]) - X[idx]).pow(2).mean() + net.regularizer(cfg.beta)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

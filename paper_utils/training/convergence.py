@@ -56,16 +56,16 @@ from paper_utils.pipeline.config import DenoiseConfig
 from paper_utils.data.mnist import DenoisingSet
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
+from paper_utils.nets.relu_patch import ReluPatchNet, relu_patch_grads, relu_patch_sq_grad
 
-#: rows of ``Yp`` per chunk: (chunk, m) blocks of a few MB
-CHUNK_ROWS = 8192
 #: bump when a change alters converged networks, so stale cache entries are not reused
-CONVERGENCE_CODE_VERSION = "1"
+CONVERGENCE_CODE_VERSION = "2"
 
 
 def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch.Tensor, beta: float, *,
-                    grad: bool = False, chunk_rows: int = CHUNK_ROWS, compute_dtype: torch.dtype | None = None):
-    """The objective of eq. (2) in patch form, and optionally its gradient, in row chunks.
+                    grad: bool = False, chunk_rows: int | None = None, compute_dtype: torch.dtype | None = None):
+    """The objective of eq. (2) in patch form, and optionally its gradient, in fused row chunks
+    (:func:`paper_utils.nets.relu_patch.relu_patch_sq_grad`).
 
     Args:
         Yp: patch matrix (M, d).
@@ -74,8 +74,9 @@ def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch
         v: second-layer weights (m,).
         beta: weight decay (not averaged over samples).
         grad: also return the gradients ``(gU (m, d), gv (m,))``.
-        compute_dtype: dtype of the chunk products (default float32: memory-bound (c, m) blocks at half
-            the traffic); sums over chunks and the regulariser are accumulated in float64.
+        chunk_rows: rows per chunk (default: :func:`paper_utils.nets.relu_patch.default_chunk_rows`).
+        compute_dtype: dtype of the chunk products (default float32: half the traffic of the (c, m)
+            blocks); sums over chunks and the regulariser are accumulated in float64.
 
     Returns:
         ``(objective, loss)`` as Python floats, plus ``(gU, gv)`` (dtype of ``U``) when ``grad``.
@@ -85,25 +86,13 @@ def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch
                          f"{tuple(U.shape)}, {tuple(v.shape)}")
     M = Yp.shape[0]
     work = torch.float32 if compute_dtype is None else compute_dtype
-    Uw, vw = U.to(work), v.to(work)
-    sq = torch.zeros((), dtype=torch.float64, device=U.device)
-    gU = torch.zeros(U.shape, dtype=torch.float64, device=U.device) if grad else None
-    gv = torch.zeros(v.shape, dtype=torch.float64, device=U.device) if grad else None
-    for start in range(0, M, chunk_rows):
-        Yc = Yp[start:start + chunk_rows].to(work)
-        H = Yc @ Uw.T                                   # (c, m) pre-activations
-        A = H.clamp_min(0)
-        r = A @ vw - x[start:start + chunk_rows].to(work)
-        sq += (r.double() @ r.double())
-        if grad:
-            gv += (A.T @ r).double()
-            # dp/du_j = v_j sum_{i: h_ij > 0} r_i y_i: one (m, c) x (c, d) product, no (c, m) outer product
-            gU += ((H > 0).to(work).T @ (r[:, None] * Yc)).double()
+    sq, g = relu_patch_sq_grad(Yp, x, U, v, grad=grad, chunk_rows=chunk_rows, compute_dtype=work)
     loss = sq / (2 * M)
     reg = 0.5 * beta * (U.double().pow(2).sum() + v.double().pow(2).sum())
     out = (float(loss + reg), float(loss))
     if grad:
-        gU = (gU * v.double()[:, None] / M + beta * U.double()).to(U.dtype)
+        gU, gv = relu_patch_grads(U, v, g, work)
+        gU = (gU / M + beta * U.double()).to(U.dtype)
         gv = (gv / M + beta * v.double()).to(v.dtype)
         return out + (gU, gv)
     return out
@@ -227,7 +216,7 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
             for idx in torch.randperm(n_images, generator=gen).split(batch_size):
                 idx = idx.to(dev)
                 Yb, xb = Y_img[idx].reshape(-1, d), x_img[idx].reshape(-1)
-                r = (Yb @ U.T).clamp_min(0) @ v - xb
+                r = ReluPatchNet.apply(Yb, U, v) - xb
                 obj = 0.5 * r.pow(2).mean() + 0.5 * beta * (U.pow(2).sum() + v.pow(2).sum())
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
