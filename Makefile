@@ -20,7 +20,7 @@ export PYTHONHASHSEED := 0
 FRESH ?=
 STORE_MODE := $(if $(FRESH),off,fallback)
 
-.PHONY: venv data figures test unit-tests smoke-figures nbval store lab bench gpu-bundle clean-cache
+.PHONY: venv data figures test unit-tests smoke-figures nbval store bracket lab bench gpu-bundle clean-cache
 
 venv: $(STAMP)
 
@@ -43,6 +43,12 @@ figures: venv data
 # Copy the cache entries the last cpu run of each notebook used into the committed results store.
 store: venv
 	$(PY) -m paper_utils.pipeline.store
+
+# Theorem 1's bracket on Figure 2's cpu data (about an hour on 2 cores; notebooks 01 and 08's models
+# are reused from the cache or the store): writes results/cpu/bracket_sigma0.5.json and .npz, which
+# notebooks 08 and 11 read.
+bracket: venv data
+	$(PY) -m paper_utils.figures.theorem1_bracket --sigma 0.5
 
 # make test = the unit tests, the smoke main job from nothing (the compute path, in its own cache and
 # output folders), then nbval over the committed cpu notebooks, re-executed against the results store

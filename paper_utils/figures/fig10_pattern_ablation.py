@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import seaborn as sns
 import torch
 
 from paper_utils.data.mnist import load_mnist, mnist_denoising
+from paper_utils.figures.theorem1_bracket import load_bracket
 from paper_utils.pipeline import config, runtime
 from paper_utils.report.claims import Claim
 from paper_utils.training import sweep
@@ -145,6 +146,8 @@ class AblationResult:
     claims: list
     sizes: dict
     source: str
+    #: sigma -> Theorem 1's bracket (results/cpu/bracket_sigma*.json, :mod:`.theorem1_bracket`) where stored
+    brackets: dict = field(default_factory=dict)
 
 
 def _published_claims(thresholds: list[dict], counts: tuple) -> list[Claim]:
@@ -246,7 +249,8 @@ def run(scale: str, *, seed: int = 0, device="auto", n_seeds: int | None = None)
         claims=claims,
         sizes={"n_train": cfg0.n_train, "n_test": cfg0.n_test, "m": cfg0.n_filters, "epochs": cfg0.epochs,
                "P": ", ".join(map(str, counts)), "sigmas": ", ".join(f"{s:g}" for s in sigmas), "seeds": len(seeds)},
-        source=f"{n_cached} of {len(rows)} networks loaded from the model cache (training time {seconds:.0f} s in all)")
+        source=f"{n_cached} of {len(rows)} networks loaded from the model cache (training time {seconds:.0f} s in all)",
+        brackets={s: b for s in sigmas if scale != "smoke" and (b := load_bracket(s)) is not None})
 
 
 def plot(result: AblationResult):
@@ -271,6 +275,13 @@ def plot(result: AblationResult):
                 for n_seed, c in enumerate(result.converged[sigma]):
                     ax.axhline(c.objective, color="k", ls=":", lw=1,
                                label="converged primal seeds" if n_seed == 0 else None)
+                bracket = result.brackets.get(sigma)
+                if bracket is not None:       # Theorem 1's bracket: generated patterns on the same data
+                    for key, marker, label in (("convex_from_random", "^-", "generated from random (ours)"),
+                                               ("convex_from_primal", "v-", "generated from the primal's patterns (ours)")):
+                        rounds = bracket[key]["rounds"]
+                        ax.plot([r["patterns"] for r in rounds], [r["objective"] for r in rounds], marker, ms=4,
+                                lw=1, label=label)
             ax.set(xscale="log", yscale="log", xlabel="number of sampled sign patterns P",
                    ylabel="objective" if part == "train" else "1/(2M) ||f(Y) - X||^2",
                    title=f"({'abcd'[2 * i + j]}) {part} loss, sigma = {sigma:g}")

@@ -34,6 +34,7 @@ import torch
 from paper_utils.pipeline import config, runtime
 from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import DenoiseConfig, optimum_budget
+from paper_utils.figures import theorem1_bracket
 from paper_utils.report.claims import Claim
 from paper_utils.training.convergence import CONVERGENCE_CODE_VERSION, converge_primal
 from paper_utils.data.mnist import load_mnist, mnist_denoising
@@ -42,7 +43,7 @@ from paper_utils.dual_solver import SOLVER_VERSION, GlobalSolution, solve_dual, 
 from paper_utils.nets.patches import extract_patches
 
 __all__ = ["SETTINGS", "GenerationResult", "PatternGenerationResult", "run_generation", "converged_primal_objectives",
-           "small_certified", "patterns_to_reach", "run", "plot", "plot_generation"]
+           "small_certified", "patterns_to_reach", "run", "plot", "plot_generation", "plot_bracket"]
 
 #: per scale: images used, random sample sizes, initial random patterns, rounds and patterns added per
 #: round, and a wall-clock safety net (s). The initial sample has no antipodes here: with g and -g both
@@ -199,6 +200,10 @@ class PatternGenerationResult:
     claims: list
     sizes: dict
     source: str
+    #: Theorem 1's bracket on Figure 2's 600 images (:mod:`paper_utils.figures.theorem1_bracket`), from the
+    #: committed ``results/cpu/bracket_sigma0.5.json``; None at ``smoke`` scale or before the command ran
+    bracket: dict | None = None
+    bracket_rows: list | None = None
 
 
 def _claims(res: GenerationResult, primal_obj: list, small: GlobalSolution) -> tuple[dict, list[Claim]]:
@@ -234,6 +239,9 @@ def run(scale: str, *, seed: int = 0, device="auto") -> PatternGenerationResult:
     primal = converged_primal_objectives(cfg, scale, device=dev)
     small = small_certified()
     reach, claims = _claims(res, [r["objective"] for r in primal], small)
+    bracket = theorem1_bracket.load_bracket(0.5) if scale != "smoke" else None
+    if bracket is not None:
+        claims += theorem1_bracket.bracket_claims(bracket)
     return PatternGenerationResult(
         scale=scale, cfg=cfg, device=dev, device_name=str(dev), generation=res, primal=primal, small=small,
         random_rows=[{"P": P, "objective": o, "certified_gap": g, "seconds": t} for P, o, g, t in
@@ -250,7 +258,19 @@ def run(scale: str, *, seed: int = 0, device="auto") -> PatternGenerationResult:
         sizes={"n_images": s["n_images"], "M": res.M, "d": cfg.kernel_size ** 2, "beta": cfg.beta,
                "random_P": ", ".join(map(str, s["random_P"])), "n_init": s["n_init"], "rounds": s["rounds"],
                "added_per_round": s["add"], "m": cfg.n_filters, "primal_seeds": len(primal)},
-        source="generation and converged primal seeds from the cache (kind generation) when present")
+        source="generation and converged primal seeds from the cache (kind generation) when present"
+               + ("; Theorem 1's bracket from results/cpu/bracket_sigma0.5.json" if bracket else ""),
+        bracket=bracket, bracket_rows=theorem1_bracket.bracket_rows(bracket) if bracket else None)
+
+
+def plot_bracket(result: PatternGenerationResult):
+    """Theorem 1's bracket (:func:`paper_utils.figures.theorem1_bracket.plot_bracket`); None without one."""
+    if result.bracket is None:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    theorem1_bracket.plot_bracket(ax, result.bracket)
+    fig.tight_layout()
+    return fig
 
 
 def plot(result: PatternGenerationResult):
