@@ -314,16 +314,23 @@ def plot_bracket(ax, b: dict):
         ax.plot([r["patterns"] for r in rounds], [r["objective"] for r in rounds], marker, label=label)
     for k, r in b["primal_seeds"].items():
         ax.plot(r["m"], r["objective"], "D", color="C3", label="primal m = 512, seeds (x: width m)" if k == "0" else None)
+    top = 1.3 * b["best_known"]          # the region around U; points above it are marked at the edge
+    first = True
     for k, r in b["primal_widths"].items():
         if int(k) != b["m"]:
-            ax.plot(r["m"], r["objective"], "v", color="C4", label="primal, other widths" if k == str(min(
-                int(w) for w in b["primal_widths"])) else None)
+            y = min(r["objective"], top)
+            ax.plot(r["m"], y, "v", color="C4", label="primal, other widths" if first else None)
+            if r["objective"] > top:
+                ax.annotate(f"m = {k}: {r['objective']:.3g} (off the axis)", (r["m"], y), fontsize=7,
+                            textcoords="offset points", xytext=(-150, -12))
+            first = False
     ax.axhline(b["best_known"], color="k", ls=":", lw=1, label=f"U = {b['best_known']:.5g} (best feasible)")
+    ax.set_ylim(0.97 * b["best_known"], top)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("number of sign patterns P (primal: width m)")
     ax.set_ylabel("objective (eq. 2 / eq. 4), feasible points")
     ax.set_title(f"Theorem 1 bracket, MNIST sigma = {b['sigma']:g}, {b['n_images']} images")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="lower left")
     return ax
 
 
