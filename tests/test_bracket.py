@@ -116,10 +116,10 @@ def test_bracket_pipeline_at_smoke_scale(tmp_path):
     assert out["max_violation"] <= 1e-7
     path_json, path_npz = tb.save_bracket(b, root=tmp_path)
     assert tb.load_bracket(0.5, root=tmp_path)["best_known"] == b["best_known"] and path_npz.exists()
-    claim, patterns = tb.bracket_claims(b)
+    (claim,) = tb.bracket_claims(b)
     assert claim.name == "theorem1.bracket.sigma0.5" and claim.basis == "optimum"
     assert {"n_images", "best_known", "primal_seeds", "primal_converged", "primal_widths", "convex_from_primal",
             "convex_from_random", "convex_random_P2000", "final_search_violation_beta",
-            "proven_lower_bound"} <= set(claim.details)
-    assert patterns.name == "fig10.optimum.patterns_to_U.sigma0.5"
+            "proven_lower_bound", "m_star_U", "best_primal_balanced"} <= set(claim.details)
+    assert claim.kind == "ours" and claim.details["best_primal_balanced"] <= claim.details["best_primal_trained"]
     assert len(tb.bracket_rows(b)) == len(objectives)    # m = 512 repeats the best seed; + the lower bound

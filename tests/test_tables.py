@@ -16,12 +16,14 @@ def test_verdicts_pair_the_published_and_optimum_claims():
     claims = [Claim("fig2.zero_gap.s0.5.obj", "objectives coincide", 0.01, 0.05, True, "rel"),
               Claim("fig2.optimum.zero_gap.s0.5.obj", "objectives coincide at the optimum", 0.3, 0.05, False, "rel",
                     basis="optimum"),
-              Claim("solver.certified_gap", "certified", 1e-7, 1e-4, True, basis="optimum")]
+              Claim("solver.certified_gap", "certified", 1e-7, 1e-4, True, basis="optimum", kind="check")]
     rows = tables.verdict_rows(claims)
     assert [r["claim"] for r in rows] == ["`fig2.zero_gap.s0.5.obj`", "`solver.certified_gap`"]
     assert rows[0]["published"] == "0.01: holds" and rows[0]["optimum"] == "0.3: **does not hold**"
     assert rows[1]["published"] == "—"
-    assert tables.verdict_markdown(claims).startswith("**Verdicts**: 2 of 3 claim records hold.")
+    assert [r["kind"] for r in rows] == ["paper", "check"]
+    assert tables.verdict_markdown(claims).startswith(
+        "**Verdicts**: the paper's claims: 1 of 2 records hold; checks of our tools: 1 of 1 record holds.")
 
 
 def test_show_functions_print_outside_a_notebook_and_return_nothing(capsys):

@@ -12,9 +12,14 @@ the single unrolled iteration".
 
 Measured: codes (:func:`paper_utils.report.interpret.dual_codes`, :func:`~paper_utils.report.interpret.primal_codes`)
 over the non-zero filters, k-means of all pixels of :data:`N_IMAGES` clean test images, the adjusted Rand
-index (ARI) over non-background pixels against an untrained network's ARI as chance level, and the number
-of distinct codes per iteration. Two bases: the Adam-trained two-layer networks of Figure 2
-(``published``) and the certified dual and best converged primal seed (``optimum``), from notebook 01's
+index (ARI) over non-background pixels, and the number of distinct codes per iteration. The baseline of
+the ARI is an untrained two-layer network (Kaiming initialisation): its clusters already agree with the
+trained two-layer network's at ARI about 0.8 on clean digits (the clusters follow the digits' strokes
+whatever the filters), so a fixed threshold (the retired ``ARI >= 0.8``) says nothing. The rule
+(:func:`beats_baseline`): the trained first iteration's ARI exceeds the untrained network's by at least
+:data:`ARI_MARGIN`. Two bases: the Adam-trained two-layer networks of Figure 2
+(``published``) and the certified dual and the best primal seed trained to its stopping rule or its budget
+(``optimum``; the statements say which held), from notebook 01's
 cache; the unrolled network is trained the paper's way and cached under ``unrolled``.
 
 Letter key: N images (28 x 28); codes (N, 28, 28, m') over the m' kept filters (m' <= P for the dual,
@@ -32,7 +37,7 @@ from matplotlib.colors import ListedColormap
 
 from paper_utils.nets.primal import PrimalNet
 from paper_utils.pipeline import config, runtime
-from paper_utils.report.claims import Claim
+from paper_utils.report.claims import Claim, training_note
 from paper_utils.report.interpret import (NULL_REL_TOL, adjusted_rand, cluster_codes, dual_codes, foreground_mask,
                                           match_labels, primal_codes)
 from paper_utils.report.plotting import show_image
@@ -40,16 +45,17 @@ from paper_utils.training.denoisers import load_or_solve_exact, train_denoisers
 from paper_utils.training.optimum import converged_primals, exact_dual_net
 from paper_utils.training.unrolled import INIT_SEED_OFFSET, load_or_train_unrolled
 
-__all__ = ["SIGMA", "K", "N_INIT", "N_IMAGES", "N_SHOW", "ARI_TOLERANCE", "EXACT_TOL", "PAIRS", "Fig5Result",
-           "run", "plot"]
+__all__ = ["SIGMA", "K", "N_INIT", "N_IMAGES", "N_SHOW", "ARI_MARGIN", "EXACT_TOL", "PAIRS", "Fig5Result",
+           "beats_baseline", "run", "plot"]
 
 SIGMA = 0.75     # the noise level of Fig. 5
 K = 12           # k-means clusters (paper)
 N_INIT = 4       # k-means restarts (k-means++ init, seeded); the best objective is kept
 N_IMAGES = 16    # clean test images whose pixels are clustered together
 N_SHOW = 6       # of which the first N_SHOW are drawn
-#: "nearly identical": ARI over non-background pixels at least this (and above the untrained network's)
-ARI_TOLERANCE = 0.8
+#: "nearly identical" beyond chance: the trained first iteration's ARI with the two-layer clusters exceeds
+#: the untrained two-layer network's ARI with them by at least this much (ARI units, non-background pixels)
+ARI_MARGIN = 0.05
 #: the certified solution of notebook 01 (same cache entry)
 EXACT_TOL = 1e-6
 #: the clusterings compared by ARI: (clusters, vs)
@@ -57,12 +63,12 @@ PAIRS = (("(b) iteration 1", "(a) dual d(p)"), ("(b) iteration 1", "(a) primal")
          ("(b) iteration 2", "(b) iteration 1"), ("untrained two-layer", "(a) dual d(p)"),
          ("untrained two-layer", "(a) primal"), ("untrained two-layer", "(b) iteration 1"),
          ("(a) primal at its initialisation", "(a) primal"), ("(b) iteration 1", "(a) certified dual d(p)"),
-         ("(b) iteration 1", "(a) converged primal"), ("untrained two-layer", "(a) certified dual d(p)"),
-         ("untrained two-layer", "(a) converged primal"))
+         ("(b) iteration 1", "(a) primal, optimum basis"), ("untrained two-layer", "(a) certified dual d(p)"),
+         ("untrained two-layer", "(a) primal, optimum basis"))
 #: the cluster maps drawn, below the clean input
-MAP_ROWS = ("(a) dual d(p)", "(a) primal", "(a) certified dual d(p)", "(a) converged primal", "(b) iteration 1",
+MAP_ROWS = ("(a) dual d(p)", "(a) primal", "(a) certified dual d(p)", "(a) primal, optimum basis", "(b) iteration 1",
             "(b) iteration 2")
-SOURCE = ("Figure 2's models, certified solution and converged seed from the cache; the unrolled network "
+SOURCE = ("Figure 2's models, certified solution and optimum-basis primal seed from the cache; the unrolled network "
           "from the cache (each computed there when missing)")
 
 
@@ -85,39 +91,49 @@ class Fig5Result:
     source: str | None = SOURCE
 
 
-def _claims(ari: list[dict], distinct: dict) -> list[Claim]:
+def beats_baseline(trained_ari: float, untrained_ari: float, margin: float = ARI_MARGIN) -> bool:
+    """The rule of ``fig5.*first_iteration_beats_untrained*``: the trained network's ARI with the reference
+    clusters exceeds the untrained baseline's by at least ``margin``."""
+    return trained_ari - untrained_ari >= margin
+
+
+def _claims(ari: list[dict], distinct: dict, *, primal_note: str = "after its budget (not converged)") -> list[Claim]:
     row = {(r["clusters"], r["vs"]): r for r in ari}
     claims = []
-    for ref in ("(a) dual d(p)", "(a) primal", "(a) certified dual d(p)", "(a) converged primal"):
+    refs = {"(a) dual d(p)": ("dual", False), "(a) primal": ("primal", False),
+            "(a) certified dual d(p)": ("dual", True), "(a) primal, optimum basis": ("primal", True)}
+    for ref, (net, optimum) in refs.items():
         value = row[("(b) iteration 1", ref)]["ARI non-background"]
         chance = row[("untrained two-layer", ref)]["ARI non-background"]
-        optimum = ref.split()[1] in ("certified", "converged")
+        shown = ref.replace("optimum basis", f"optimum basis, {primal_note}")
         claims.append(Claim(
-            name=f"fig5.{'optimum.' if optimum else ''}first_iteration_matches_two_layer."
-                 f"{ {'certified': 'dual', 'converged': 'primal'}.get(ref.split()[1], ref.split()[1])}",
-            statement=f"Fig. 5: first-iteration clusters nearly identical to the two-layer network's ({ref})",
-            measured=value, tolerance=ARI_TOLERANCE, holds=value >= ARI_TOLERANCE and value > chance,
-            units="adjusted Rand index, non-background pixels",
-            details={**row[("(b) iteration 1", ref)], "untrained_ari": chance},
-            basis="optimum" if optimum else "published"))
+            name=f"fig5.{'optimum.' if optimum else ''}first_iteration_beats_untrained.{net}",
+            statement=f"Fig. 5: the first unrolled iteration's clusters are nearly identical to the two-layer network's "
+                      f"({shown}), judged against chance: its ARI with them exceeds an untrained two-layer network's "
+                      f"ARI with them by at least {ARI_MARGIN:g} (a negative value: the untrained network matches better)",
+            measured=value - chance, tolerance=ARI_MARGIN, holds=beats_baseline(value, chance),
+            units="ARI(first iteration) - ARI(untrained two-layer network), each against the two-layer clusters, "
+                  "non-background pixels",
+            details={**row[("(b) iteration 1", ref)], "trained_ari": value, "untrained_ari": chance},
+            basis="optimum" if optimum else "published", kind="paper"))
     ratio = distinct["(b) iteration 2"] / distinct["(b) iteration 1"]
     claims.append(Claim(name="fig5.second_iteration_more_complex",
                         statement="Fig. 5(b): the clustering is more complex in the second iteration than in the first",
                         measured=ratio, tolerance=1.0, holds=ratio > 1.0,
-                        units="number of distinct codes, iteration 2 / iteration 1", details=distinct))
+                        units="number of distinct codes, iteration 2 / iteration 1", details=distinct, kind="paper"))
     return claims
 
 
 def run(scale: str, *, seed: int = 0, device="auto", progress: bool = True) -> Fig5Result:
     """Load (or train) the two-layer networks at sigma = 0.75, the unrolled network, the certified dual
-    and the converged primal; code, cluster and compare the pixels of :data:`N_IMAGES` clean test images."""
+    and the optimum basis's primal seed; code, cluster and compare the pixels of :data:`N_IMAGES` clean test images."""
     dev = runtime.resolve_device(device)
     cfg = config.mnist_denoise_config(scale, SIGMA, seed=seed)
     run_ = train_denoisers(cfg, device=dev, progress=progress)
     unrolled, unrolled_hist = load_or_train_unrolled(cfg, run_.train, run_.test, device=dev, progress=progress)
     exact = load_or_solve_exact(run_, tol=EXACT_TOL)
-    best_primal = min(converged_primals(run_, config.optimum_budget(scale), device=dev, all_seeds=False,
-                                        progress=progress), key=lambda c: c.objective)
+    primal_seeds = converged_primals(run_, config.optimum_budget(scale), device=dev, all_seeds=False, progress=progress)
+    best_primal = min(primal_seeds, key=lambda c: c.objective)
     network_rows = [{"network": name, "test loss": hist.test_loss[-1], "epochs": hist.epoch[-1]}
                     for name, hist in (("(a) two-layer primal", run_.primal_history),
                                        ("(a) two-layer dual", run_.dual_history),
@@ -135,7 +151,7 @@ def run(scale: str, *, seed: int = 0, device="auto", progress: bool = True) -> F
              "untrained two-layer": primal_codes(untrained.to(dev), clean, NULL_REL_TOL),
              "(a) primal at its initialisation": primal_codes(initial.to(dev), clean, NULL_REL_TOL),
              "(a) certified dual d(p)": dual_codes(exact_dual_net(run_, exact), clean, NULL_REL_TOL),
-             "(a) converged primal": primal_codes(best_primal.to_primal(cfg.kernel_size).to(dev), clean, NULL_REL_TOL)}
+             "(a) primal, optimum basis": primal_codes(best_primal.to_primal(cfg.kernel_size).to(dev), clean, NULL_REL_TOL)}
     distinct = {name: len(np.unique(c.reshape(-1, c.shape[-1]).cpu().numpy(), axis=0)) for name, c in codes.items()}
     code_rows = [{"codes": name, "filters kept": c.shape[-1], "distinct codes": distinct[name]} for name, c in codes.items()]
 
@@ -146,7 +162,8 @@ def run(scale: str, *, seed: int = 0, device="auto", progress: bool = True) -> F
 
     sizes = {"n_train": cfg.n_train, "m": cfg.n_filters, "P": cfg.n_patterns, "epochs": cfg.epochs, "sigma": SIGMA,
              "images clustered": N_IMAGES, "k": K}
-    return Fig5Result(scale, clean.cpu(), labels, distinct, str(dev), _claims(ari, distinct), sizes, network_rows,
+    claims = _claims(ari, distinct, primal_note=training_note([best_primal.converged]))
+    return Fig5Result(scale, clean.cpu(), labels, distinct, str(dev), claims, sizes, network_rows,
                       code_rows, ari, fg.numel(), int(fg.sum()))
 
 

@@ -20,8 +20,12 @@ from pathlib import Path
 
 from paper_utils.pipeline.paths import output_dir, project_root
 
-#: the two bases of a verdict: the paper's procedure as published, or the certified/converged optimum
+#: the two bases of a verdict: the paper's procedure as published, or the certified optimum and the primal
+#: trained to its stopping rule or its budget
 BASES = ("published", "optimum")
+#: what a record is: a claim the paper makes, our own question about the paper, or a check of our tools
+#: (solver certificates, p = d after eq. 5, feasibility) that holds by construction when the code is right
+KINDS = ("paper", "ours", "check")
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,13 @@ class Claim:
         basis: what the verdict is about (``docs/findings.md``, "the two bases"). ``"published"``: the paper's settings
             and budget (Adam at its learning rates, our epoch counts), reproduced as they are.
             ``"optimum"``: the sampled dual solved exactly with a certified gap and its eq. (5)
-            network, and/or the primal trained until its stopping rule holds, from several seeds;
+            network, and/or the primal trained until its stopping rule holds or its budget ends (each
+            result says which), from several seeds;
             it answers the paper's science rather than "does the paper's procedure show it".
+        kind: what the record is (:data:`KINDS`). ``"paper"``: a claim the paper makes; ``"ours"``: our own
+            question about the paper (e.g. Theorem 1's bracket, generated against random patterns);
+            ``"check"``: a check of our solver or implementation (certified gap reached, p = d after eq. 5,
+            feasibility). Reports count the three kinds separately; a record without ``kind`` is ``"paper"``.
     """
 
     name: str
@@ -51,10 +60,59 @@ class Claim:
     units: str = ""
     details: dict = field(default_factory=dict)
     basis: str = "published"
+    kind: str = "paper"
 
     def __post_init__(self) -> None:
         if self.basis not in BASES:
             raise ValueError(f"unknown basis {self.basis!r} for claim {self.name!r}; expected one of {BASES}")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r} for claim {self.name!r}; expected one of {KINDS}")
+
+
+def claim_kind(record: dict) -> str:
+    """The kind of a claim record (a dict from ``claims.json``): its ``kind``, ``"paper"`` when absent."""
+    return record.get("kind", "paper")
+
+
+def kind_tally(claims) -> dict[str, tuple[int, int]]:
+    """``{kind: (holding, records)}`` for every kind of :data:`KINDS` (zeros where a kind has no record).
+
+    ``claims``: :class:`Claim` objects or claim dicts (a dict without ``kind`` counts as ``"paper"``)."""
+    out = {k: [0, 0] for k in KINDS}
+    for c in claims:
+        kind, holds = (c.kind, c.holds) if isinstance(c, Claim) else (claim_kind(c), c["holds"])
+        out[kind][0] += bool(holds)
+        out[kind][1] += 1
+    return {k: (h, n) for k, (h, n) in out.items()}
+
+
+#: how :func:`tally_sentence` names each kind
+KIND_LABELS = {"paper": "the paper's claims", "ours": "our questions about the paper", "check": "checks of our tools"}
+
+
+def tally_sentence(claims, *, all_kinds: bool = False) -> str:
+    """``"the paper's claims: X of Y records hold; our questions about the paper: ...; checks of our tools: ..."``:
+    the paper's claims always, the other kinds only where there are records (every kind with ``all_kinds``)."""
+    tally = kind_tally(claims)
+    return "; ".join(f"{KIND_LABELS[k]}: {h} of {n} record{'s' if n != 1 else ''} hold{'s' if n == 1 else ''}"
+                     for k, (h, n) in tally.items() if all_kinds or k == "paper" or n)
+
+
+def training_note(converged) -> str:
+    """How primal runs ended, in words, from their ``converged`` flags (the stopping rule held or not).
+
+    ``"converged"`` only when every run met its stopping rule; ``"after its budget (not converged)"``
+    when none did (``"after their budget"`` for several); otherwise ``"k of n converged, the rest after
+    their budget"``."""
+    flags = [bool(c) for c in converged]
+    if not flags:
+        raise ValueError("training_note needs at least one run")
+    k, n = sum(flags), len(flags)
+    if k == n:
+        return "converged" if n == 1 else f"all {n} converged"
+    if k == 0:
+        return "after its budget (not converged)" if n == 1 else f"all {n} after their budget (not converged)"
+    return f"{k} of {n} converged, the rest after their budget (not converged)"
 
 
 def code_version() -> str:

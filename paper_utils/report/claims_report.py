@@ -8,12 +8,13 @@ reads ``<output>/claims/*.json`` (written by :func:`paper_utils.report.claims.re
 not hold is listed as such, never hidden.
 
 ``CLAIMS.md`` has one table per figure, the *published* verdict (the paper's settings and budget) and
-the *optimum* verdict (certified dual, converged primal) side by side, and a summary at the top: which
-of the paper's claims hold on both bases, only at the optimum, only at the published budget, or on
-neither. An optimum claim is paired with the published one whose name it repeats without the
+the *optimum* verdict (certified dual, primal trained to its stopping rule or its budget) side by side,
+and a summary at the top that counts the three kinds of record separately (:data:`~paper_utils.report.claims.KINDS`:
+the paper's claims, our own questions about the paper, checks of our tools) and says which of the
+paper's claims hold on both bases, only at the optimum, only at the published budget, or on neither. An optimum claim is paired with the published one whose name it repeats without the
 ``optimum.`` segment (``fig2.optimum.zero_gap.gaussian0.5.obj`` <-> ``fig2.zero_gap.gaussian0.5.obj``);
 claims with no partner get a row of their own. A record without a ``basis`` field counts as
-``published``.
+``published``, one without a ``kind`` field as ``paper``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 import math
 from collections import OrderedDict
 
-from paper_utils.report.claims import gather_claims
+from paper_utils.report.claims import KIND_LABELS, claim_kind, gather_claims, tally_sentence
 from paper_utils.pipeline.config import SCALES
 from paper_utils.pipeline.paths import output_dir
 
@@ -54,20 +55,21 @@ def _figure_order(fig: str) -> tuple:
 
 
 def pair_claims(records: list[dict]) -> "OrderedDict[str, list[dict]]":
-    """Rows per figure: ``{"key", "statement", "published", "optimum", "notebook", ...}``, each basis a
-    claim dict or ``None``."""
-    rows: dict[str, dict] = {}
+    """Rows per figure: ``{"key", "kind", "published", "optimum"}``, each basis a claim dict (with its
+    record's ``notebook``, ``device``, ``date``, ``code_version``) or ``None``. Only claims of the same
+    kind pair (a record without ``kind`` is ``"paper"``)."""
+    rows: dict[tuple[str, str], dict] = {}
     for rec in records:
         for c in rec["claims"]:
             c = {**c, "notebook": rec["notebook"], "device": rec["device"], "date": rec["date"],
                  "code_version": rec["code_version"]}
             basis = c.get("basis", "published")
-            key = _pair_key(c["name"])
-            row = rows.setdefault(key, {"key": key, "published": None, "optimum": None})
+            key, kind = _pair_key(c["name"]), claim_kind(c)
+            row = rows.setdefault((key, kind), {"key": key, "kind": kind, "published": None, "optimum": None})
             row[basis] = c
     figures: "OrderedDict[str, list[dict]]" = OrderedDict()
-    for key in sorted(rows, key=lambda k: (_figure_order(_figure(k)), k)):
-        figures.setdefault(_figure(key), []).append(rows[key])
+    for key, kind in sorted(rows, key=lambda k: (_figure_order(_figure(k[0])), k[0], k[1])):
+        figures.setdefault(_figure(key), []).append(rows[key, kind])
     return figures
 
 
@@ -85,9 +87,15 @@ def _statement(row: dict) -> str:
 def _summary(figures) -> list[str]:
     groups = {"both": [], "optimum only": [], "published only": [], "neither": []}
     single = {"published": [0, 0], "optimum": [0, 0]}
+    other = {"ours": [], "check": []}
     for rows in figures.values():
         for row in rows:
             p, o = row["published"], row["optimum"]
+            if row.get("kind", "paper") != "paper":
+                for c in (p, o):
+                    if c is not None:
+                        other[row["kind"]].append(f"`{c['name']}` " + ("holds" if c["holds"] else "**does not hold**"))
+                continue
             if p is not None and o is not None:
                 kind = ("both" if p["holds"] and o["holds"] else "optimum only" if o["holds"]
                         else "published only" if p["holds"] else "neither")
@@ -96,24 +104,29 @@ def _summary(figures) -> list[str]:
                 c, basis = (p, "published") if p is not None else (o, "optimum")
                 single[basis][0] += bool(c["holds"]); single[basis][1] += 1
     lines = ["## Summary", "",
-             "Claims judged on both bases (the paper's published settings and budget, and the optimum: "
+             "The paper's claims judged on both bases (the paper's published settings and budget, and the optimum: "
              "certified dual optimum, primal trained until its stopping rule or its budget):", ""]
     for kind, names in groups.items():
         lines.append(f"- **{kind}** ({len(names)}): " + (", ".join(names) if names else "none"))
-    lines += ["", f"Claims on one basis only: published {single['published'][0]} of {single['published'][1]} hold, "
-              f"optimum {single['optimum'][0]} of {single['optimum'][1]} hold (tables below).", ""]
+    lines += ["", f"The paper's claims on one basis only: published {single['published'][0]} of {single['published'][1]} "
+              f"hold, optimum {single['optimum'][0]} of {single['optimum'][1]} hold (tables below).", ""]
+    for kind, items in other.items():
+        lines.append(f"{KIND_LABELS[kind][0].upper() + KIND_LABELS[kind][1:]} ({len(items)}): "
+                     + (", ".join(items) if items else "none") + ".")
+        lines.append("")
     return lines
 
 
 def render_markdown(records: list[dict], scale: str) -> str:
     """The report: summary, then one table per figure with both bases side by side."""
-    n = sum(len(r["claims"]) for r in records)
-    held = sum(c["holds"] for r in records for c in r["claims"])
     figures = pair_claims(records)
+    tally = tally_sentence([c for r in records for c in r["claims"]], all_kinds=True)
     lines = [
         f"# Claims of Sahiner et al. (ICLR 2021), as measured at scale `{scale}`",
         "",
-        f"{held} of {n} claim records hold at this scale. Each row is one claim of the paper (or ours), "
+        f"At this scale, {tally}. The three kinds are counted apart: *paper* records test a claim the paper "
+        "makes, *ours* our own questions about the paper, *check* our solver and implementation (they hold by "
+        "construction when the code is right). Each row is one claim, of the kind in its column, "
         "with the measured value and verdict on the **published** basis (the paper's settings: Adam at its "
         "learning rates, our epoch counts) and on the **optimum** basis (the sampled dual solved exactly with a "
         "certified gap, the primal trained from several seeds until its stopping rule holds or its budget ends: "
@@ -127,13 +140,14 @@ def render_markdown(records: list[dict], scale: str) -> str:
         meta = (rows[0]["published"] or rows[0]["optimum"])
         lines += [f"## {fig}", "", f"Notebook(s) {', '.join(f'`{x}`' for x in nb)}; device {meta['device']}, "
                   f"{meta['date'][:10]}, code {meta['code_version']}.", "",
-                  "| claim | statement | published | verdict | optimum | verdict | tolerance | units |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| claim | kind | statement | published | verdict | optimum | verdict | tolerance | units |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for row in rows:
             c = row["published"] or row["optimum"]
             pm, pv = _cell(row["published"])
             om, ov = _cell(row["optimum"])
-            lines.append("| " + " | ".join([f"`{row['key']}`", _statement(row), pm, pv, om, ov, _fmt(c["tolerance"]),
+            lines.append("| " + " | ".join([f"`{row['key']}`", row.get("kind", "paper"), _statement(row), pm, pv, om, ov,
+                                             _fmt(c["tolerance"]),
                                              c.get("units", "").replace("|", "/")]) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -149,7 +163,8 @@ def write_report(scale: str) -> tuple[int, int]:
     (folder / "CLAIMS.md").write_text(render_markdown(records, scale))
     n = sum(len(r["claims"]) for r in records)
     held = sum(c["holds"] for r in records for c in r["claims"])
-    print(f"claims report: {held} of {n} claims hold at scale {scale} -> {folder / 'CLAIMS.md'}")
+    print(f"claims report at scale {scale}: {tally_sentence([c for r in records for c in r['claims']], all_kinds=True)} "
+          f"-> {folder / 'CLAIMS.md'}")
     return held, n
 
 

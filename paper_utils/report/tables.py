@@ -4,9 +4,10 @@ Every notebook opens with two cells built from here:
 
 - :func:`show_run`: what ran (scale, sizes, device, date, code version, where the results came from);
   it changes from run to run, so notebooks mark it ``# NBVAL_IGNORE_OUTPUT``;
-- :func:`show_verdicts`: the figure's verdict table, one row per claim of the paper with the
-  published verdict and the optimum verdict side by side (paired as in ``CLAIMS.md``), with numbers;
-  nbval checks it.
+- :func:`show_verdicts`: the figure's verdict table, one row per claim with its kind (``paper``: a claim
+  the paper makes; ``ours``: our own question about it; ``check``: a check of our tools) and the
+  published verdict and the optimum verdict side by side (paired as in ``CLAIMS.md``), with numbers,
+  under a count that keeps the three kinds apart; nbval checks it.
 
 Results tables go through :func:`show_table` (rows of dicts, one Markdown table). The ``show_*``
 functions display and return nothing (a returned value would print again as the cell's result);
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 from paper_utils.pipeline.cache import entry_sources_summary
-from paper_utils.report.claims import Claim, code_version
+from paper_utils.report.claims import Claim, code_version, tally_sentence
 from paper_utils.report.claims_report import pair_claims
 
 
@@ -104,8 +105,8 @@ def _verdict_cell(c: dict | None, digits: int) -> str:
 
 
 def verdict_rows(claims: Sequence[Claim | Mapping], digits: int = 3) -> list[dict]:
-    """One row per claim of the paper: its name, statement, and the published and optimum verdicts
-    with their measured values (``—`` where a basis has no claim)."""
+    """One row per claim: its name, kind, statement, and the published and optimum verdicts with their
+    measured values (``—`` where a basis has no claim)."""
     record = {"notebook": "", "device": "", "date": "", "code_version": "",
               "claims": [asdict(c) if isinstance(c, Claim) else dict(c) for c in claims]}
     rows = []
@@ -113,7 +114,7 @@ def verdict_rows(claims: Sequence[Claim | Mapping], digits: int = 3) -> list[dic
         for row in fig_rows:
             c = row["published"] or row["optimum"]
             statement = c["statement"]
-            rows.append({"claim": f"`{row['key']}`", "statement": statement,
+            rows.append({"claim": f"`{row['key']}`", "kind": row["kind"], "statement": statement,
                          "published": _verdict_cell(row["published"], digits),
                          "optimum": _verdict_cell(row["optimum"], digits),
                          "units": c.get("units", "")})
@@ -126,11 +127,10 @@ def show_verdicts(claims: Sequence[Claim | Mapping], digits: int = 3) -> None:
 
 
 def verdict_markdown(claims: Sequence[Claim | Mapping], digits: int = 3) -> str:
-    """The figure's verdict table (see :func:`verdict_rows`) under a one-line count."""
+    """The figure's verdict table (see :func:`verdict_rows`) under a one-line count per kind
+    (:func:`paper_utils.report.claims.tally_sentence`)."""
     rows = verdict_rows(claims, digits)
-    n = len(claims)
-    held = sum(bool(c.holds if isinstance(c, Claim) else c["holds"]) for c in claims)
-    text = (f"**Verdicts**: {held} of {n} claim records hold. *Published*: the paper's settings and budget; "
-            f"*optimum*: certified dual optimum and primal trained to its stopping rule or budget.\n\n"
-            + markdown_table(rows, digits, columns=("claim", "statement", "published", "optimum", "units")))
+    text = (f"**Verdicts**: {tally_sentence(claims)}. *Published*: the paper's settings and budget; "
+            f"*optimum*: certified dual optimum and primal trained to its stopping rule or its budget.\n\n"
+            + markdown_table(rows, digits, columns=("claim", "kind", "statement", "published", "optimum", "units")))
     return text

@@ -32,10 +32,12 @@ certified dual optimum's directions also sit). There the gradient does not vanis
 problem, 1,500 float64 L-BFGS iterations left the gradient norm at 1e-3 while the objective changed by
 3e-10 per 100 iterations. A gradient-norm test would call such a point unconverged forever.
 
-A converged primal is a *local* solution. Its objective against the certified optimum ``d_P`` of
-the sampled dual (:func:`paper_utils.nets.dual.solve_dual`) is the test: Theorem 1 gives ``p* = d <= d_P``,
-so a primal far above ``d_P`` is stuck (a poor local minimum or saddle), and a primal below ``d_P``
-uses sign patterns the sample lacks.
+A converged primal is a *local* solution. Compared with the certified optimum ``d_P`` of the sampled dual
+(:func:`paper_utils.nets.dual.solve_dual`), it must be balanced first (:mod:`paper_utils.nets.balance`; or
+run with ``rebalance=True``), and its width m set against m* of the convex solution: Theorem 1 gives
+``p* <= d_P`` and a primal global optimum equal to p* only for m >= m*. A primal above ``d_P`` may be stuck (a
+poor stationary point), unconverged, unbalanced or too narrow; one number cannot tell these apart. A
+primal below ``d_P`` uses sign patterns the sample lacks.
 
 Letter key: M patches (output pixels), d = C k k patch dimension, m hidden filters, N images.
 """
@@ -54,6 +56,7 @@ from tqdm.auto import tqdm
 from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import DenoiseConfig
 from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets.balance import balance_units, balanced_objective
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
 from paper_utils.nets.relu_patch import ReluPatchNet, relu_patch_grads, relu_patch_sq_grad
@@ -85,6 +88,8 @@ def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch
         raise ValueError(f"need Yp (M, d), x (M,), U (m, d), v (m,); got {tuple(Yp.shape)}, {tuple(x.shape)}, "
                          f"{tuple(U.shape)}, {tuple(v.shape)}")
     M = Yp.shape[0]
+    if Yp.device.type == "cpu" and M * U.shape[0] <= SMALL_PROBLEM_ELEMENTS:
+        return _small_patch_objective(Yp, x, U, v, beta, grad)
     work = torch.float32 if compute_dtype is None else compute_dtype
     sq, g = relu_patch_sq_grad(Yp, x, U, v, grad=grad, chunk_rows=chunk_rows, compute_dtype=work)
     loss = sq / (2 * M)
@@ -96,6 +101,29 @@ def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch
         gv = (gv / M + beta * v.double()).to(v.dtype)
         return out + (gU, gv)
     return out
+
+
+#: problems with at most this many (row, unit) products take the plain float64 path of
+#: :func:`_small_patch_objective` (about 40 us per evaluation at M = 20, m = 10, against 4.5 ms through the
+#: chunked kernel, whose fixed cost dominates there)
+SMALL_PROBLEM_ELEMENTS = 1 << 16
+
+
+def _small_patch_objective(Yp, x, U, v, beta, grad):
+    """:func:`patch_objective` for small problems on the CPU, in float64 numpy (same formula, same returns)."""
+    Y, xn = Yp.detach().double().numpy(), x.detach().double().numpy()
+    Un, vn = U.detach().double().numpy(), v.detach().double().numpy()
+    M = Y.shape[0]
+    Zp = Y @ Un.T                                                      # (M, m) pre-activations
+    H = np.maximum(Zp, 0.0)
+    r = H @ vn - xn
+    loss = float(r @ r) / (2 * M)
+    out = (loss + 0.5 * beta * float(np.sum(Un * Un) + vn @ vn), loss)
+    if not grad:
+        return out
+    gv = H.T @ r / M + beta * vn
+    gU = ((Zp > 0) * (r[:, None] * vn[None, :])).T @ Y / M + beta * Un
+    return out + (torch.from_numpy(gU).to(U.dtype), torch.from_numpy(gv).to(v.dtype))
 
 
 @dataclass
@@ -128,6 +156,7 @@ class ConvergedPrimal:
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
     test_loss: float | None = None
+    restarts: int = 0
 
     def to_primal(self, kernel_size: int, channels: int = 1, *, residual: bool = False) -> PrimalNet:
         """The :class:`paper_utils.nets.primal.PrimalNet` with these weights."""
@@ -142,9 +171,15 @@ class ConvergedPrimal:
 
 
 def kaiming_init(n_filters: int, d: int, *, seed: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """``U`` (m, d) and ``v`` (m,) drawn like :class:`paper_utils.nets.primal.PrimalNet` (Kaiming uniform)."""
-    net = PrimalNet(n_filters, int(round(math.sqrt(d))), generator=torch.Generator().manual_seed(seed))
-    U, v = net.patch_weights()
+    """``U`` (m, d) and ``v`` (m,) drawn like :class:`paper_utils.nets.primal.PrimalNet` (Kaiming uniform,
+    ``U(-b, b)`` with ``b = sqrt(6 / fan_in)``: fan-in d for ``U``, m for ``v``; the same draws in the same
+    order, so for d = k^2 the weights equal ``PrimalNet``'s bit for bit). Any d >= 1 (e.g. 2 x 2 windows)."""
+    if n_filters < 1 or d < 1:
+        raise ValueError(f"need n_filters >= 1 and d >= 1, got {n_filters} and {d}")
+    gen = torch.Generator().manual_seed(seed)
+    b1, b2 = (6.0 / d) ** 0.5, (6.0 / n_filters) ** 0.5
+    U = torch.rand((n_filters, d), generator=gen) * 2 * b1 - b1
+    v = torch.rand((n_filters,), generator=gen) * 2 * b2 - b2
     return U.to(dtype), v.to(dtype)
 
 
@@ -154,7 +189,7 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
                     lbfgs_max_iter: int = 2000,
                     rel_tol: float = 1e-6, grad_tol: float | None = None, window: int = 10,
                     time_limit: float | None = None, eval_every: int = 10, compute_dtype: torch.dtype = torch.float32,
-                    progress: bool = True) -> ConvergedPrimal:
+                    rebalance: bool = False, restarts: int = 0, progress: bool = True) -> ConvergedPrimal:
     """Train the primal network of eq. (2) (patch form, eq. 3) until the stopping rule holds.
 
     Args:
@@ -175,7 +210,15 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
         eval_every: Adam epochs between full-batch objective evaluations (logged in ``history``).
         compute_dtype: dtype of the L-BFGS chunk products (:func:`patch_objective`; sums are float64 either
             way). float32 halves the memory traffic of the (chunk, m) blocks; float64 gives the line search
-            exact gradients down to gradient norms of ~1e-8 (small problems, tests).
+            exact gradients down to gradient norms of ~1e-8 (small problems, tests); the returned weights
+            are then float64 too (float32 otherwise).
+        rebalance: balance every unit (:func:`paper_utils.nets.balance.balance_units`: ``||u_j|| = |v_j|``,
+            the same function at the smallest weight decay) before L-BFGS, at every restart and at the
+            end. A free step: the objective drops by the unbalanced part of the weight decay.
+        restarts: when L-BFGS's line search stalls (it cannot decrease the objective further, typically at
+            a kink where a unit's hyperplane meets training patches) before the rule holds, restart it
+            from that point with a fresh memory, at most this many times, while a restart still lowers
+            the objective (relative ``rel_tol``); the iteration budget counts all of them.
 
     Returns:
         :class:`ConvergedPrimal`.
@@ -273,25 +316,48 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
         if time_limit is not None and elapsed() > time_limit:
             raise _Stop
 
-    theta0 = torch.cat([U.detach().reshape(-1), v.detach()]).double().cpu().numpy()
+    U0b, v0b = U.detach(), v.detach()
+    if rebalance:
+        U0b, v0b = balance_units(U0b.double(), v0b.double())
+    theta0 = torch.cat([U0b.reshape(-1), v0b]).double().cpu().numpy()
     state["theta"] = theta0
     lbfgs_message = ""
     bar2 = None
+    n_restarts = 0
     if stop_reason is None and lbfgs_max_iter > 0:
         from scipy.optimize import minimize
 
         bar2 = tqdm(total=lbfgs_max_iter, desc="primal L-BFGS (full batch, float64)", disable=not progress,
                     leave=False)
-        try:
-            res = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=callback,
-                           options={"maxiter": lbfgs_max_iter, "maxcor": 20, "ftol": 0.0, "gtol": 0.0,
-                                    "maxfun": 4 * lbfgs_max_iter})
-            state["theta"] = res.x
-            lbfgs_message = str(res.message)
-            state["converged"] = rule_holds()     # e.g. the line search stalled once the rule already held
-        except _Stop:
-            pass
+        start_theta = theta0
+        while True:
+            done_before = hist["phase"].count("lbfgs")
+            left = lbfgs_max_iter - done_before
+            obj_before = fun(start_theta)[0]
+            try:
+                res = minimize(fun, start_theta, jac=True, method="L-BFGS-B", callback=callback,
+                               options={"maxiter": left, "maxcor": 20, "ftol": 0.0, "gtol": 0.0, "maxfun": 4 * left})
+                state["theta"] = res.x
+                lbfgs_message = str(res.message)
+                state["converged"] = rule_holds()     # e.g. the line search stalled once the rule already held
+            except _Stop:
+                break
+            used = hist["phase"].count("lbfgs") - done_before
+            progressed = fun(state["theta"])[0] < obj_before * (1 - rel_tol)
+            if (state["converged"] or n_restarts >= restarts or hist["phase"].count("lbfgs") >= lbfgs_max_iter
+                    or used == 0 or not progressed):
+                break
+            # the line search stalled (typically at a kink of the ReLU) before the rule held: restart
+            # L-BFGS from here with a fresh memory (and balanced units)
+            n_restarts += 1
+            start_theta = state["theta"]
+            if rebalance:
+                Ur, vr = balance_units(*unpack(start_theta))
+                start_theta = torch.cat([Ur.reshape(-1), vr]).cpu().numpy()
         bar2.close()
+    if rebalance:
+        Ub, vb = balance_units(*unpack(state["theta"]))
+        state["theta"] = torch.cat([Ub.reshape(-1), vb]).cpu().numpy()
     Ut, vt = unpack(state["theta"])
     obj, loss, gU, gv = patch_objective(Yp, x, Ut, vt, beta, grad=True, compute_dtype=torch.float64)
     gnorm = float(torch.cat([gU.reshape(-1), gv]).norm())
@@ -305,10 +371,13 @@ def converge_primal(Yp: torch.Tensor, x: torch.Tensor, beta: float, *, n_filters
         else:
             stop_reason = (f"L-BFGS stopped ({lbfgs_message or 'iteration budget'}; gradient norm {gnorm:.2e}) "
                            "before the stopping rule held; NOT converged by the rule")
-    return ConvergedPrimal(U=Ut.float().cpu(), v=vt.float().cpu(), objective=obj, loss=loss, grad_norm=gnorm,
+    if n_restarts:
+        stop_reason += f" ({n_restarts} L-BFGS restart{'s' if n_restarts > 1 else ''} after a stalled line search)"
+    keep = torch.float64 if compute_dtype == torch.float64 else torch.float32
+    return ConvergedPrimal(U=Ut.to(keep).cpu(), v=vt.to(keep).cpu(), objective=obj, loss=loss, grad_norm=gnorm,
                            converged=bool(state["converged"]), stop_reason=stop_reason,
                            init_seed=init_seed if random_start else None,
-                           history=hist, seconds=elapsed())
+                           history=hist, seconds=elapsed(), restarts=n_restarts)
 
 
 def load_or_converge_primal(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet | None = None, *,

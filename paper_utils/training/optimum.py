@@ -11,10 +11,13 @@ the same data and the same sampled patterns:
   initialisations (:func:`converged_primals`, :mod:`paper_utils.training.convergence`), each seed's final
   objective relative to ``d_P`` (:func:`seed_details`).
 
-Theorem 1 with sampled patterns gives ``p* = d <= d_P``: a converged primal above ``d_P`` by more than
-the tolerance is stuck (or not yet converged: each result carries ``converged``), one below ``d_P``
-uses sign patterns the sample lacks. Figure 2's tables of these numbers are in
-:mod:`paper_utils.figures.fig02_duality_gap`.
+Comparing a primal with ``d_P`` (``../shared/DESIGN.md`` section 11): the primal's objective is compared
+*balanced* (:func:`balanced`; the same function at the smallest weight decay), and its width m against
+``m*`` of the convex solution (:func:`width_details`). Theorem 1 gives ``p* <= d_P`` and, for m >= m*, a
+primal global optimum equal to p*. A primal above ``d_P`` may be stuck at a poor stationary point, not
+yet converged (each result carries ``converged``), unbalanced, or too narrow (m < m*): one number cannot
+tell these apart. One below ``d_P`` uses sign patterns the sample lacks. Figure 2's tables of these
+numbers are in :mod:`paper_utils.figures.fig02_duality_gap`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Sequence
 
 import torch
 
+from paper_utils.dual_solver.sparsify import count_neurons
+from paper_utils.nets.balance import balanced_objective
 from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import OptimumBudget
 from paper_utils.training.convergence import ConvergedPrimal, load_or_converge_primal
@@ -71,10 +76,39 @@ def network_loss(net: PrimalNet, data: DenoisingSet, beta: float) -> float:
     return primal_objective(net, data.noisy.to(dev), data.clean.to(dev), beta, batch_size=batch)["loss"]
 
 
-def seed_details(seeds: Sequence[ConvergedPrimal], d_p: float) -> dict:
-    """Per seed: objective, relative excess over ``d_P``, converged flag, gradient norm, stop reason, seconds
-    (for a claim's ``details``)."""
-    return {f"seed{c.init_seed}": {"objective": c.objective, "vs_dP": (c.objective - d_p) / d_p,
-                                   "converged": c.converged, "grad_norm": c.grad_norm, "stop_reason": c.stop_reason,
-                                   "lbfgs_iterations": c.history["phase"].count("lbfgs"), "seconds": c.seconds}
-            for c in seeds}
+def balanced(c: ConvergedPrimal, beta: float) -> float:
+    """The eq. (2) objective of ``c``'s balanced twin, ``loss + beta sum_j ||u_j|| |v_j|``
+    (:mod:`paper_utils.nets.balance`): the same network function at the smallest weight decay."""
+    return balanced_objective(c.loss, c.U, c.v, beta)
+
+
+def width_details(m: int, W, Z) -> dict:
+    """``m`` (the primal's width), ``m_star_dense`` (neurons of the convex solution ``W``, ``Z`` (P, d) as solved,
+    :func:`paper_utils.dual_solver.sparsify.count_neurons`) and ``m_star`` (the sparsest solution found: here the
+    same, since :func:`paper_utils.dual_solver.sparsify.sparsify` is not attempted at image sizes, where the
+    features are in general position), and whether Theorem 1's premise ``m >= m*`` holds."""
+    dense = count_neurons(W, Z)
+    return {"m": int(m), "m_star": dense, "m_star_dense": dense, "premise_m_ge_m_star": bool(m >= dense)}
+
+
+def premise_note(widths: dict) -> str:
+    """A statement's suffix saying where Theorem 1's premise does not hold (``widths``: :func:`width_details`)."""
+    if widths["premise_m_ge_m_star"]:
+        return f"[m = {widths['m']:,} >= m* = {widths['m_star']:,}]"
+    return (f"[m = {widths['m']:,} < m* = {widths['m_star']:,} of the convex solution found: Theorem 1's premise "
+            "m >= m* is not established; the paper's comparison at the paper's width]")
+
+
+def seed_details(seeds: Sequence[ConvergedPrimal], d_p: float, beta: float | None = None) -> dict:
+    """Per seed: objective (as trained, and balanced when ``beta`` is given), relative excess over ``d_P``,
+    converged flag, gradient norm, stop reason, seconds (for a claim's ``details``)."""
+    out = {}
+    for c in seeds:
+        row = {"objective": c.objective, "vs_dP": (c.objective - d_p) / d_p}
+        if beta is not None:
+            b = balanced(c, beta)
+            row.update(balanced_objective=b, balanced_vs_dP=(b - d_p) / d_p)
+        row.update(converged=c.converged, grad_norm=c.grad_norm, stop_reason=c.stop_reason,
+                   lbfgs_iterations=c.history["phase"].count("lbfgs"), seconds=c.seconds)
+        out[f"seed{c.init_seed}"] = row
+    return out
