@@ -50,6 +50,13 @@ def test_committed_arrays_recompute_with_numpy():
         assert (S * (Yp @ W.T)).min() >= -1e-9 * scale and (S * (Yp @ Z.T)).min() >= -1e-9 * scale
         norms = np.concatenate([np.linalg.norm(W, axis=1), np.linalg.norm(Z, axis=1)])
         assert int(z[f"p{i}_m_star"]) == int(np.sum(norms > 1e-8 * norms.max()))
+        # eq. (5): the m*-unit ReLU network of (W, Z) attains p* (so p* is a value of eq. (2) at width m*)
+        keep = norms > 1e-8 * norms.max()
+        B = np.vstack([W, Z])[keep]
+        root = np.sqrt(np.linalg.norm(B, axis=1))
+        U5, v5 = B / root[:, None], np.concatenate([root[: int(keep[:len(W)].sum())], -root[int(keep[:len(W)].sum()):]])
+        assert len(v5) == int(z[f"p{i}_m_star"])
+        assert abs(_primal_np(Yp, x, U5, v5, beta) - obj) <= 1e-9 * obj
         widths, prim = z[f"p{i}_widths"], z[f"p{i}_primal_objective"]
         assert prim.shape[0] == len(widths) and prim.shape[1] >= 20 and len(widths) >= 5
         assert (widths < int(z[f"p{i}_m_star"])).any() and {1, 2, 4} <= {w // int(z[f"p{i}_m_star"]) for w in widths

@@ -18,10 +18,14 @@ finds no violating pattern. For each ``beta`` in :data:`BETAS`:
 Claim ``theorem1.mnist50.beta{b}`` (kind ``ours``, basis ``optimum``): the best primal at m >= m* is within
 1% of ``U(beta)``.
 
-    python -m paper_utils.figures.theorem1_mnist50        (about 45 minutes on 2 cores)
+    python -m paper_utils.figures.theorem1_mnist50 [--betas 1e-3]
 
 caches every solve and seed (kind ``theorem1``) and writes ``results/cpu/theorem1_mnist50.json``, which
-notebook 12 reads. Letter key: N = 50 images, M = 784 N patches, d = 9, P patterns, m filters.
+notebook 12 reads. Measured on 2 cores: beta = 1e-3 takes about 15 minutes (30 rounds, 1,344 patterns,
+m* = 190; the last search still finds 1.05 beta, so generation does not finish in 30 rounds); at
+beta = 1e-4 a round takes about 6 minutes from the fourth on (violations still 8.8 beta after three
+rounds), so the 30 rounds take hours, and beta = 1e-5 is Figure 2's regime, where generation does not
+finish (:mod:`paper_utils.figures.theorem1_bracket`). The committed results hold beta = 1e-3. Letter key: N = 50 images, M = 784 N patches, d = 9, P patterns, m filters.
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ def mnist50_claims(summary: dict) -> list[Claim]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--betas", type=float, nargs="*", default=list(BETAS))
+    ap.add_argument("--betas", type=float, nargs="*", default=list(BETAS), help="weight decays (default: all of BETAS)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     summary = run_mnist50(betas=tuple(args.betas))

@@ -269,6 +269,28 @@ def _cache_name(problem: SmallProblem, settings: dict) -> str:
             f"-c{CONVERGENCE_CODE_VERSION}-sv{SOLVER_VERSION}")
 
 
+def _tensors(value):
+    """numpy arrays -> torch tensors, recursively (the cache loads with ``torch.load(weights_only=True)``)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return {k: _tensors(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tensors(v) for v in value]
+    return value
+
+
+def _arrays(value):
+    """The inverse of :func:`_tensors`."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {k: _arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_arrays(v) for v in value]
+    return value
+
+
 def _solve_and_sweep(problem: SmallProblem, settings: dict, cache: Cache, progress: bool):
     name = _cache_name(problem, settings)
     payload = cache.load("theorem1", name)
@@ -276,8 +298,9 @@ def _solve_and_sweep(problem: SmallProblem, settings: dict, cache: Cache, progre
         opt = solve_proven(problem)
         sweep = width_sweep(problem, widths_for(opt.m_star), n_seeds=settings["n_seeds"],
                             lbfgs_max_iter=settings["lbfgs_max_iter"], progress=progress)
-        payload = {"optimum": dict(opt.__dict__), "sweep": dict(sweep.__dict__)}
+        payload = _tensors({"optimum": dict(opt.__dict__), "sweep": dict(sweep.__dict__)})
         cache.save("theorem1", name, payload)
+    payload = _arrays(payload)
     return ProvenOptimum(**payload["optimum"]), WidthSweep(**payload["sweep"])
 
 

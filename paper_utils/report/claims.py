@@ -92,10 +92,11 @@ KIND_LABELS = {"paper": "the paper's claims", "ours": "our questions about the p
 
 def tally_sentence(claims, *, all_kinds: bool = False) -> str:
     """``"the paper's claims: X of Y records hold; our questions about the paper: ...; checks of our tools: ..."``:
-    the paper's claims always, the other kinds only where there are records (every kind with ``all_kinds``)."""
+    each kind that has records (every kind with ``all_kinds``; the paper's claims when there are none at all)."""
     tally = kind_tally(claims)
+    empty = not any(n for _, n in tally.values())
     return "; ".join(f"{KIND_LABELS[k]}: {h} of {n} record{'s' if n != 1 else ''} hold{'s' if n == 1 else ''}"
-                     for k, (h, n) in tally.items() if all_kinds or k == "paper" or n)
+                     for k, (h, n) in tally.items() if all_kinds or n or (empty and k == "paper"))
 
 
 def training_note(converged) -> str:
