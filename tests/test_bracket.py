@@ -123,3 +123,19 @@ def test_bracket_pipeline_at_smoke_scale(tmp_path):
             "proven_lower_bound", "m_star_U", "best_primal_balanced"} <= set(claim.details)
     assert claim.kind == "ours" and claim.details["best_primal_balanced"] <= claim.details["best_primal_trained"]
     assert len(tb.bracket_rows(b)) == len(objectives)    # m = 512 repeats the best seed; + the lower bound
+
+
+def test_grow_units_keeps_the_network_and_feeds_every_unit():
+    from paper_utils.figures import theorem1_bracket as tb
+
+    g = torch.Generator().manual_seed(0)
+    U, v = torch.randn(8, 9, generator=g), torch.randn(8, generator=g)
+    U2, v2 = tb.grow_units(U, v, 20, seed=3, v_init=1e-3)
+    assert U2.shape == (20, 9) and torch.equal(U2[:8], U) and torch.equal(v2[:8], v)
+    assert torch.all(v2[8:].abs() == 1e-3) and torch.all(U2[8:].norm(dim=1) > 0)
+    Y = torch.randn(50, 9, generator=g)
+    f, f2 = torch.relu(Y @ U.T) @ v, torch.relu(Y @ U2.T) @ v2
+    assert float((f2 - f).abs().max()) <= 12 * 1e-3 * float(torch.relu(Y @ U2[8:].T).max())
+    with pytest.raises(ValueError):
+        tb.grow_units(U, v, 8, seed=0, v_init=1e-3)
+

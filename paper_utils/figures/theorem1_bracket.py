@@ -259,15 +259,22 @@ def bracket_balance(b: dict, root: Path | None = None) -> dict:
 
 
 def bracket_claims(b: dict) -> list[Claim]:
-    """Theorem 1's bracket (kind ``ours``): the widest-trained primal against U, balanced, with m and m* of U.
+    """Theorem 1's bracket (kind ``ours``): the widest primal against U, balanced, with m and m* of U. U stays the
+    best point of the bracket's own run (:func:`run_bracket`); the grown primal never redefines it, so the rule is
+    not decided by its own reference.
 
-    At m = 512 against U's m* = 1,760 Theorem 1's premise does not hold; the claim says so. The former
+    The widest primal is the grown one (:func:`grow_bracket`) when it has been run, else the best m = 512 seed; at
+    m = 512 against U's m* = 1,760 Theorem 1's premise does not hold, and the claim says so. The former
     ``fig10.optimum.patterns_to_U`` (circular: U is the generated run's own end point) is retired, replaced by
     :mod:`paper_utils.figures.fig10_pattern_ablation`'s comparison at equal P."""
     U = b["best_known"]
     widths = bracket_balance(b)
     primal_trained = min(r["objective"] for r in b["primal_seeds"].values())
     primal_best = widths.get("best_primal_balanced", primal_trained)
+    grown = b.get("primal_grown")
+    if grown is not None:                # the widest primal: the m = 512 seed grown to m >= m* of U, balanced
+        widths["best_primal_512_balanced"] = primal_best
+        widths["m"], primal_best = grown["m"], grown["objective"]
     excess = (primal_best - U) / U
     d_p = b["convex_random_P2000"]["objective"]
     sigma = b["sigma"]
@@ -284,13 +291,18 @@ def bracket_claims(b: dict) -> list[Claim]:
         "primal_best_vs_dP": (primal_best - d_p) / d_p,
         "primal_best_trained_vs_U": (primal_trained - U) / U,
         **widths,
+        "primal_grown": grown,
     }
     m, ms = widths.get("m", b["m"]), widths.get("m_star_U")
     premise = ("" if ms is None else
                f" [m = {m:,} < m* = {ms:,} of U: Theorem 1's premise does not hold at this width]" if m < ms
                else f" [m = {m:,} >= m* = {ms:,} of U]")
-    n_conv = len(details["primal_converged"])
-    trained = "converged" if n_conv == len(b["primal_seeds"]) else "trained long, after its budget (not converged)"
+    if grown is not None:
+        trained = (f"m = 512 seed grown to {grown['m']:,} units, " +
+                   ("converged" if grown["converged"] else f"after {grown['lbfgs_iterations']:,} L-BFGS iterations (not converged)"))
+    else:
+        n_conv = len(details["primal_converged"])
+        trained = "converged" if n_conv == len(b["primal_seeds"]) else "trained long, after its budget (not converged)"
     return [
         Claim(f"theorem1.bracket.sigma{sigma:g}",
               f"Theorem 1 / Fig. 2: the primal ({trained}), balanced, reaches the convex optimum: best primal within "
@@ -317,6 +329,10 @@ def bracket_rows(b: dict) -> list[dict]:
         if int(k) != b["m"]:
             add("primal, Kaiming seed 0", f"m = {k}", r["objective"],
                 "rule met" if r["converged"] else f"budget ({r['lbfgs_iterations']} L-BFGS it.)", r["seconds"])
+    grown = b.get("primal_grown")
+    if grown is not None:
+        add(f"primal, {grown['label']} (balanced)", f"m = {grown['m']}", grown["objective"],
+            "rule met" if grown["converged"] else f"budget ({grown['lbfgs_iterations']} L-BFGS it.)", grown["seconds"])
     rnd = b["convex_random_P2000"]
     add("convex, random patterns (certified d_P)", rnd["patterns"], rnd["objective"], f"gap {rnd['gap']:.1e}", None)
     for key, label in (("convex_from_primal", "convex, generated from the primal's patterns"),
@@ -351,6 +367,10 @@ def plot_bracket(ax, b: dict):
                 ax.annotate(f"m = {k}: {r['objective']:.3g} (off the axis)", (r["m"], y), fontsize=7,
                             textcoords="offset points", xytext=(-150, -12))
             first = False
+    grown = b.get("primal_grown")
+    if grown is not None:
+        ax.plot(grown["m"], min(grown["objective"], top), "*", color="C3", ms=12,
+                label=f"primal grown 512 -> {grown['m']}, balanced")
     ax.axhline(b["best_known"], color="k", ls=":", lw=1, label=f"U = {b['best_known']:.5g} (best feasible)")
     ax.set_ylim(0.97 * b["best_known"], top)
     ax.set_xscale("log", base=2)
@@ -361,11 +381,72 @@ def plot_bracket(ax, b: dict):
     return ax
 
 
+#: the grown primal (``make bracket-grow``): width, L-BFGS budget, restarts, the new units' seed and |v| at the start
+GROW = dict(m=2048, lbfgs_iter=1500, restarts=10, seed=0, v_init=1e-3, time_limit=3600.0)
+
+
+def grow_units(U: torch.Tensor, v: torch.Tensor, m: int, *, seed: int, v_init: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Widen ``(U (m0, d), v (m0,))`` to ``m`` units: the new ``u_j`` drawn Kaiming-uniform (seeded), the new ``v_j``
+    of size ``v_init`` with random signs, so the network's function moves by at most ``v_init`` per unit and
+    no unit is dead (a unit with ``v_j = 0`` or ``u_j = 0`` gets no gradient). Random starts only: nothing of
+    a convex solution enters."""
+    from paper_utils.training.convergence import kaiming_init
+
+    m0, d = U.shape
+    if m <= m0:
+        raise ValueError(f"grow to m > {m0}, got {m}")
+    Un, _ = kaiming_init(m - m0, d, seed=seed, dtype=U.dtype)
+    signs = torch.where(torch.rand(m - m0, generator=torch.Generator().manual_seed(seed + 1)) < 0.5, -1.0, 1.0)
+    return torch.cat([U, Un]), torch.cat([v, (v_init * signs).to(v.dtype)])
+
+
+def grow_bracket(sigma: float = 0.5, settings: dict | None = None, *, root: Path | None = None, cache: Cache | None = None,
+                 progress: bool = True, log=print) -> dict:
+    """Theorem 1's width question on the bracket's data (issue 34, item 4): the best m = 512 seed, grown to
+    ``GROW["m"]`` units (>= m* of U) by :func:`grow_units` and trained by full-batch L-BFGS with balanced units
+    (:func:`paper_utils.training.convergence.converge_primal`, ``rebalance=True``) for ``GROW["lbfgs_iter"]``
+    iterations. Reads the committed ``bracket_sigma*.npz`` (its images and the m = 512 weights), adds
+    ``"primal_grown"`` to the JSON and ``U_grown``, ``v_grown`` to the npz; cached (kind ``bracket``)."""
+    g = {**GROW, **(settings or {})}
+    cache = cache or Cache()
+    path_json, path_npz = bracket_paths(sigma, root)
+    b = json.loads(path_json.read_text())
+    with np.load(path_npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    cfg = config.mnist_denoise_config(b["scale"], sigma, seed=b["seed"])
+    noisy = torch.from_numpy(arrays["noisy"]).float().unsqueeze(1)
+    Yp = extract_patches(noisy, cfg.kernel_size)
+    x = torch.from_numpy(arrays["clean"]).float().reshape(-1)
+    U0, v0 = grow_units(torch.from_numpy(arrays["U"]).float(), torch.from_numpy(arrays["v"]).float(), g["m"],
+                        seed=g["seed"], v_init=g["v_init"])
+    name = (f"grown-sigma{sigma:g}-from{arrays['U'].shape[0]}-m{g['m']}-s{g['seed']}-v{g['v_init']:g}-l{g['lbfgs_iter']}"
+            f"-r{g['restarts']}-c{CONVERGENCE_CODE_VERSION}")
+    c = _cached_primal(cache, name, lambda: converge_primal(
+        Yp, x, float(arrays["beta"]), U0=U0, v0=v0, adam_epochs=0, init_seed=None, lbfgs_max_iter=g["lbfgs_iter"],
+        restarts=g["restarts"], rebalance=True, time_limit=g["time_limit"], progress=progress))
+    rec = _primal_record(c, g["m"], f"seed {b['best_primal_seed']} grown {arrays['U'].shape[0]} -> {g['m']}")
+    rec.update(balanced=True, settings=g)
+    log(f"grown primal m = {g['m']}: {c.objective:.6e} balanced ({(c.objective - b['best_known']) / b['best_known']:+.2%} vs U; "
+        f"{c.stop_reason}; {c.seconds:.0f} s)")
+    b["primal_grown"] = rec
+    arrays["U_grown"], arrays["v_grown"] = c.U.double().numpy(), c.v.double().numpy()
+    np.savez_compressed(path_npz, **arrays)
+    path_json.write_text(json.dumps(b, indent=1, default=float))
+    return b
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Theorem 1's bracket on Figure 2's cpu data (long: about an hour on 2 cores)")
     parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--grow", action="store_true",
+                        help="only grow the committed m = 512 primal to GROW['m'] units and train it (GROW: budget)")
     args = parser.parse_args(argv)
+    if args.grow:
+        b = grow_bracket(args.sigma)
+        for claim in bracket_claims(b):
+            print(f"{claim.name}: measured {claim.measured}, holds {claim.holds}")
+        return 0
     summary = run_bracket(args.sigma, device=args.device)
     for path in save_bracket(summary):
         print(f"wrote {path}")

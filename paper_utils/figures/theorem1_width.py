@@ -389,7 +389,7 @@ def bracket_summary() -> dict | None:
               for r in list(js["primal_seeds"].values()) + list(js["primal_widths"].values())}
     points = list(points.values())
     return {"U": js["best_known"], "m_star_U": count_neurons(W, Z), "m_best": int(U.shape[0]),
-            "best_objective": obj_p, "best_balanced": best, "points": points}
+            "best_objective": obj_p, "best_balanced": best, "points": points, "grown": js.get("primal_grown")}
 
 
 def run(scale: str, *, progress: bool = True, cache: Cache | None = None) -> Theorem1Result:
@@ -476,6 +476,10 @@ def plot(result: Theorem1Result):
             ax.plot([], [], "o", mfc="none", color="tab:gray", label="primal as trained (after its budget)")
             ax.plot(br["m_best"] / ms, (br["best_balanced"] - U) / U, "o", color="tab:blue",
                     label=f"best m = {br['m_best']} seed, balanced")
+            if br.get("grown"):
+                gr = br["grown"]
+                ax.plot(gr["m"] / ms, (gr["objective"] - U) / U, "*", color="tab:red", ms=12,
+                        label=f"m = 512 seed grown to {gr['m']}, balanced")
             ax.set_title(f"(c) Figure 2's 600 images, sigma 0.5: against U (m* of U = {ms})")
         ax.axvline(1.0, color="k", ls="--", lw=1)
         ax.set(xscale="log", xlabel="m / m*", ylabel="(primal - U) / U")
