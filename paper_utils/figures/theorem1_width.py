@@ -471,8 +471,14 @@ def plot(result: Theorem1Result):
         else:
             br = result.bracket
             U, ms = br["U"], br["m_star_U"]
+            top = 0.2                        # points above are drawn at the edge, with their value
             for p in br["points"]:
-                ax.plot(p["m"] / ms, (p["objective"] - U) / U, "o", mfc="none", color="tab:gray")
+                rel = (p["objective"] - U) / U
+                ax.plot(p["m"] / ms, min(rel, top), "o", mfc="none", color="tab:gray")
+                if rel > top:
+                    ax.annotate(f"m = {p['m']}: {rel:+.0%}", (p["m"] / ms, top), fontsize=7, textcoords="offset points",
+                                xytext=(-60, -12))
+            ax.set_ylim(top=top * 1.05)
             ax.plot([], [], "o", mfc="none", color="tab:gray", label="primal as trained (after its budget)")
             ax.plot(br["m_best"] / ms, (br["best_balanced"] - U) / U, "o", color="tab:blue",
                     label=f"best m = {br['m_best']} seed, balanced")
