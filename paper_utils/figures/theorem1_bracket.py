@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,7 +374,7 @@ def plot_bracket(ax, b: dict):
         ax.plot(grown["m"], min(grown["objective"], top), "*", color="C3", ms=12,
                 label=f"primal grown 512 -> {grown['m']}, balanced")
     ax.axhline(b["best_known"], color="k", ls=":", lw=1, label=f"U = {b['best_known']:.5g} (best point of the bracket's run)")
-    ax.set_ylim(0.97 * b["best_known"], top)
+    ax.set_ylim(min(0.97 * b["best_known"], 0.98 * grown["objective"] if grown is not None else math.inf), top)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("number of sign patterns P (primal: width m)")
     ax.set_ylabel("objective (eq. 2 / eq. 4), feasible points")

@@ -478,7 +478,6 @@ def plot(result: Theorem1Result):
                 if rel > top:
                     ax.annotate(f"m = {p['m']}: {rel:+.0%}", (p["m"] / ms, top), fontsize=7, textcoords="offset points",
                                 xytext=(-60, -12))
-            ax.set_ylim(top=top * 1.05)
             ax.plot([], [], "o", mfc="none", color="tab:gray", label="primal as trained (after its budget)")
             ax.plot(br["m_best"] / ms, (br["best_balanced"] - U) / U, "o", color="tab:blue",
                     label=f"best m = {br['m_best']} seed, balanced")
@@ -486,6 +485,9 @@ def plot(result: Theorem1Result):
                 gr = br["grown"]
                 ax.plot(gr["m"] / ms, (gr["objective"] - U) / U, "*", color="tab:red", ms=12,
                         label=f"m = 512 seed grown to {gr['m']}, balanced")
+            lows = [(br["best_balanced"] - U) / U] + ([(br["grown"]["objective"] - U) / U] if br.get("grown") else [])
+            ax.set_ylim(min(lows) - 0.02, top * 1.05)
+            ax.axhline(0.0, color="k", ls=":", lw=1, label="U (best point of the bracket's run)")
             ax.set_title(f"(c) Figure 2's 600 images, sigma 0.5: against U (m* of U = {ms})")
         ax.axvline(1.0, color="k", ls="--", lw=1)
         ax.set(xscale="log", xlabel="m / m*", ylabel="(primal - U) / U")
