@@ -132,6 +132,8 @@ def optimum_rows(runs: Sequence[DenoiseRun], exact: Sequence[ExactDual],
             row[f"seed{c.init_seed}_trained_vs_dP"] = (c.objective - d_p) / d_p
         best = min(seeds, key=lambda c: balanced(c, beta))
         best_b = balanced(best, beta)
+        row["best_balanced"] = best_b
+        row["best_trained"] = min(c.objective for c in seeds)
         row["best_vs_dP"] = (best_b - d_p) / d_p
         row["best_trained_vs_dP"] = (min(c.objective for c in seeds) - d_p) / d_p
         row["gap_obj"] = (d_p - best_b) / best_b

@@ -201,7 +201,10 @@ def _optimum_claims(opt_rows: list[dict], optimum: dict, gaussian: str, exponent
               "App. B.1 at the optimum: the m = 25 primal's (balanced) excess over d_P is larger under exponential than "
               f"under Gaussian noise {premise_note(e_row)}",
               e_row["mean_margin"] - g_row["mean_margin"], 0.0, e_row["mean_margin"] > g_row["mean_margin"],
-              "mean margin exponential - mean margin Gaussian", details={"gaussian": g_row, "exponential": e_row},
+              "mean margin exponential - mean margin Gaussian",
+              details={"gaussian": g_row, "exponential": e_row, "m": e_row["m"], "m_star": e_row["m_star"],
+                       "m_star_gaussian": g_row["m_star"], "best_balanced": e_row["best_balanced"],
+                       "best_balanced_gaussian": g_row["best_balanced"]},
               basis="optimum"),
     ]
 
@@ -246,7 +249,7 @@ def run(scale: str, *, seed: int = 0, device="auto", n_seeds: int | None = None)
         opt_rows.append({"noise": name, "d_P": d_p, **width_details(cfg.n_filters, exact.solution.W, exact.solution.Z),
                          **{f"seed{c.init_seed}_margin": m for c, m in zip(primals, margins)},
                          **{f"seed{c.init_seed}_trained_margin": (c.objective - d_p) / c.objective for c in primals},
-                         "mean_margin": sum(margins) / len(margins), "min_margin": min(margins),
+                         "best_balanced": min(bal), "mean_margin": sum(margins) / len(margins), "min_margin": min(margins),
                          "n_converged": f"{sum(c.converged for c in primals)}/{len(primals)}"})
     claims += _optimum_claims(opt_rows, optimum, gaussian, exponential)
 

@@ -292,6 +292,7 @@ def bracket_claims(b: dict) -> list[Claim]:
         "primal_best_vs_dP": (primal_best - d_p) / d_p,
         "primal_best_trained_vs_U": (primal_trained - U) / U,
         **widths,
+        "m_star": widths.get("m_star_U"),
         "primal_grown": grown,
     }
     m, ms = widths.get("m", b["m"]), widths.get("m_star_U")
