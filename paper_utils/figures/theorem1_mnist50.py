@@ -35,7 +35,6 @@ import json
 import time
 
 import numpy as np
-import torch
 
 from paper_utils.data.mnist import load_mnist, mnist_denoising
 from paper_utils.dual_solver import SOLVER_VERSION, solve_global

@@ -36,7 +36,6 @@ Letter key: M patches, d = 4 patch dimension, P patterns (cells), m primal width
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -48,7 +47,7 @@ from tqdm.auto import tqdm
 
 from paper_utils.data.mnist import load_mnist, mnist_normalization
 from paper_utils.dual_solver import SOLVER_VERSION, solve_global
-from paper_utils.dual_solver.sparsify import convex_objective, count_neurons, sparsify
+from paper_utils.dual_solver.sparsify import convex_objective, sparsify
 from paper_utils.nets.balance import balanced_objective
 from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import check_scale
@@ -372,24 +371,21 @@ def _read_json(name: str) -> dict | None:
 
 def bracket_summary() -> dict | None:
     """Figure 2's 600 images at sigma 0.5 (``make bracket``, ``results/cpu/bracket_sigma0.5.*``): U (the best
-    convex point found), its m* (:func:`count_neurons` of its committed ``W``, ``Z``) and each primal's
-    objective as trained; the best m = 512 seed also balanced (its weights are committed)."""
-    from paper_utils.nets.balance import balanced_regulariser, trained_regulariser
+    convex point found), its m* and the best m = 512 seed balanced
+    (:func:`paper_utils.figures.theorem1_bracket.bracket_balance`), each primal's objective as trained, and the
+    grown primal when committed."""
+    from paper_utils.figures import theorem1_bracket
 
-    js = _read_json("bracket_sigma0.5.json")
-    path = project_root() / "results" / "cpu" / "bracket_sigma0.5.npz"
-    if js is None or not path.exists():
+    js = theorem1_bracket.load_bracket(0.5)
+    widths = theorem1_bracket.bracket_balance(js) if js is not None else {}
+    if not widths:
         return None
-    with np.load(path) as z:
-        W, Z, U, v, beta = z["W"], z["Z"], z["U"], z["v"], float(z["beta"])
-        obj_p = float(z["objective_primal"])
-    best = obj_p - trained_regulariser(U, v, beta) + balanced_regulariser(U, v, beta)
     points = {(r["m"], r["label"]): {"m": r["m"], "label": r["label"], "objective": r["objective"],
                                      "converged": r["converged"]}
               for r in list(js["primal_seeds"].values()) + list(js["primal_widths"].values())}
-    points = list(points.values())
-    return {"U": js["best_known"], "m_star_U": count_neurons(W, Z), "m_best": int(U.shape[0]),
-            "best_objective": obj_p, "best_balanced": best, "points": points, "grown": js.get("primal_grown")}
+    return {"U": js["best_known"], "m_star_U": widths["m_star_U"], "m_best": widths["m"],
+            "best_objective": widths["best_primal_trained"], "best_balanced": widths["best_primal_balanced"],
+            "points": list(points.values()), "grown": js.get("primal_grown")}
 
 
 def run(scale: str, *, progress: bool = True, cache: Cache | None = None) -> Theorem1Result:

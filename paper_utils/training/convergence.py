@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import DenoiseConfig
 from paper_utils.data.mnist import DenoisingSet
-from paper_utils.nets.balance import balance_units, balanced_objective
+from paper_utils.nets.balance import balance_units
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
 from paper_utils.nets.relu_patch import ReluPatchNet, relu_patch_grads, relu_patch_sq_grad
