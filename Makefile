@@ -13,6 +13,10 @@ PY := $(VENV)/bin/python
 REQS := requirements.txt requirements-lib.txt requirements-mri.txt
 REQ_HASH := $(shell cat $(REQS) pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
+# The project's Jupyter kernel, named in the notebooks' metadata (paper_utils.pipeline.notebook_clean.KERNEL_NAME):
+# registered into .venv only (--sys-prefix, never --user: it would leak across environments).
+KERNEL := paper-utils
+KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMP_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
@@ -22,7 +26,7 @@ STORE_MODE := $(if $(FRESH),off,fallback)
 
 .PHONY: venv data figures test unit-tests smoke-figures nbval store bracket bracket-grow theorem1-mnist50 lab bench gpu-bundle clean-cache
 
-venv: $(STAMP)
+venv: $(STAMP) $(KERNEL_SPEC)
 
 $(STAMP): $(REQS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +34,9 @@ $(STAMP): $(REQS) pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+$(KERNEL_SPEC): $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (paper_utils)"
 
 data: venv data/mnist.npz
 
@@ -79,7 +86,7 @@ smoke-figures: venv data
 nbval: venv data
 	rm -rf build/test/nbval/figures
 	PAPER_UTILS_CACHE=$(CURDIR)/build/test/nbval/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/nbval/figures PAPER_UTILS_STORE_MODE=strict \
-	  $(PY) -m pytest -q notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	  $(PY) -m pytest -q notebooks --nbval-lax --nbval-kernel-name $(KERNEL) --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # As root (a container, say) Jupyter refuses to start without --allow-root. LAB_ARGS adds options,
 # e.g. make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8899".

@@ -3,8 +3,12 @@
     python -m paper_utils.run_notebooks --scale cpu --device auto
 
 Executed copies go to ``build/<scale>/``; at ``cpu`` scale each notebook that ran cleanly is also
-written back to ``notebooks/`` (papermill's injected cell and run metadata removed, outputs kept):
-the committed notebooks are the run behind ``figures/``. Figures and claim records are written by
+written back to ``notebooks/``, cleaned for readers (:mod:`paper_utils.pipeline.notebook_clean`:
+progress bars as their final text, streams coalesced, nbval markers as tags, papermill's injected cell
+and run metadata removed, outputs kept): the committed notebooks are the run behind ``figures/``.
+Notebooks run in the project kernel ``paper-utils`` (registered into this environment when missing),
+and each kernel gets its start time in ``$PAPER_UTILS_RUN_STARTED`` for the closing status cell
+(:mod:`paper_utils.report.run_status`). Figures and claim records are written by
 the notebooks themselves (``figures/`` at ``cpu``/``paper`` scale, ``build/smoke/figures/`` at
 ``smoke``). One progress line per notebook (name, time, status); a failing notebook is reported and
 the run goes on with the next one; the exit status is non-zero if any failed. Trained models are
@@ -21,15 +25,18 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from paper_utils.pipeline.config import SCALES
+from paper_utils.pipeline.notebook_clean import KERNEL_DISPLAY_NAME, KERNEL_NAME, clean_notebook
 from paper_utils.pipeline.paths import project_root
 from paper_utils.pipeline.runtime import DEVICES, resolve_device
 from paper_utils.pipeline.store import access_log_dir
 from paper_utils.report.claims_report import write_report
+from paper_utils.report.run_status import RUN_STARTED_ENV
 
 
 def notebooks(folder: Path | None = None, only: list[str] | None = None) -> list[Path]:
@@ -46,22 +53,13 @@ def notebooks(folder: Path | None = None, only: list[str] | None = None) -> list
     return found
 
 
-#: metadata papermill and the kernel leave behind that says nothing about the results
-_VOLATILE_CELL_KEYS = ("papermill", "execution")
-
-
 def clean_executed(src: Path, dst: Path) -> list[str]:
-    """Write the executed notebook ``src`` to ``dst`` as a reader should see it: papermill's injected
-    parameters cell and its run metadata removed, outputs, execution counts and widget state kept.
-    Returns the problems found in the outputs (warnings, absolute paths of this machine)."""
+    """Write the executed notebook ``src`` to ``dst`` as a reader should see it
+    (:func:`paper_utils.pipeline.notebook_clean.clean_notebook`). Returns the problems found in the
+    outputs (warnings, absolute paths of this machine)."""
     import nbformat
 
-    nb = nbformat.read(src, as_version=4)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
-        for key in _VOLATILE_CELL_KEYS:
-            cell.metadata.pop(key, None)
+    nb = clean_notebook(nbformat.read(src, as_version=4))
     problems = []
     root, home = str(project_root()), os.path.expanduser("~")
     for i, cell in enumerate(nb.cells):
@@ -73,6 +71,36 @@ def clean_executed(src: Path, dst: Path) -> list[str]:
                 problems.append(f"cell {i}: an absolute path of this machine in the outputs")
     nbformat.write(nb, dst)
     return problems
+
+
+def _bin_dir(executable: str) -> str:
+    return os.path.dirname(os.path.abspath(shutil.which(executable) or executable))
+
+
+def ensure_kernel(log=print) -> None:
+    """Make sure papermill finds the project kernel :data:`KERNEL_NAME` and that it runs this Python:
+    registers it into this environment (``ipykernel install --sys-prefix``, as ``make venv`` does) when
+    it is missing or names another environment's interpreter. Raises ``RuntimeError`` when a kernel of
+    that name from another environment still shadows this one."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def interpreter() -> str | None:
+        try:
+            return KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv[0]
+        except NoSuchKernel:
+            return None
+
+    found = interpreter()
+    if found is not None and _bin_dir(found) == _bin_dir(sys.executable):
+        return
+    from ipykernel.kernelspec import install
+
+    path = install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, prefix=sys.prefix)
+    log(f"registered the Jupyter kernel {KERNEL_NAME} ({sys.executable}) in {path}")
+    found = interpreter()
+    if found is None or _bin_dir(found) != _bin_dir(sys.executable):
+        raise RuntimeError(f"the Jupyter kernel {KERNEL_NAME!r} runs {found}, not this environment's "
+                           f"{sys.executable}: remove the other one (jupyter kernelspec list)")
 
 
 def device_description(device: str) -> str:
@@ -101,6 +129,7 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
         raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
     todo = notebooks(only=only)  # refuse a selection that matches nothing, here
     resolved = device_description(device)  # refuse cuda without a GPU once, here
+    ensure_kernel(log)
     import papermill
 
     out_dir = project_root() / "build" / scale
@@ -112,16 +141,19 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
                "notebooks": []}
     logs = access_log_dir(scale)
     logs.mkdir(parents=True, exist_ok=True)
-    previous_log = os.environ.get("PAPER_UTILS_ACCESS_LOG")
+    previous = {k: os.environ.get(k) for k in ("PAPER_UTILS_ACCESS_LOG", RUN_STARTED_ENV)}
     try:
         for nb in todo:
             start = time.perf_counter()
             log_path = logs / f"{nb.stem}.log"
             log_path.unlink(missing_ok=True)
             os.environ["PAPER_UTILS_ACCESS_LOG"] = str(log_path)  # inherited by the notebook's kernel
+            os.environ[RUN_STARTED_ENV] = repr(time.time())  # the status cell's start (run_status)
             try:
+                # coalesce_streams (nbclient): one stream per name and cell, tqdm's \r frames collapsed
                 papermill.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"scale": scale, "device": device},
-                                           cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+                                           cwd=str(nb.parent), kernel_name=KERNEL_NAME, progress_bar=False,
+                                           coalesce_streams=True)
                 status = "ok"
                 if scale == "cpu" and write_back:
                     problems = clean_executed(out_dir / nb.name, nb)
@@ -135,11 +167,12 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
             log(f"{nb.name:40s} {seconds:8.1f} s  {status}", flush=True)
             timings["total_seconds"] = round(time.perf_counter() - total, 1)
             (out_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
-    finally:  # the access log is the notebooks' business, not the caller's
-        if previous_log is None:
-            os.environ.pop("PAPER_UTILS_ACCESS_LOG", None)
-        else:
-            os.environ["PAPER_UTILS_ACCESS_LOG"] = previous_log
+    finally:  # the access log and start time are the notebooks' business, not the caller's
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     log(f"total {time.perf_counter() - total:.1f} s; {len(todo) - len(failures)} ok, {len(failures)} failed"
         + (f": {', '.join(failures)} (executed copies with the error are in {out_dir})" if failures else ""))
     return len(failures)
