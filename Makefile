@@ -103,5 +103,27 @@ bench: venv data
 gpu-bundle: data
 	bash benchmarks/gpu_bundle.sh
 
+# The companion as a static site (docs/site/): the README as home page, the notebooks with their stored
+# outputs (not executed), CLAIMS.md, findings and benchmarks -> build/site/index.html. Offline, about 10 s.
+SITE_STAMP := $(VENV)/.site-installed-$(shell cat requirements-site.txt | sha256sum | cut -c1-16)
+.PHONY: site test-site
+
+$(SITE_STAMP): requirements-site.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-site.txt
+	rm -f $(VENV)/.site-installed-*
+	touch $@
+
+site: venv $(SITE_STAMP)
+	$(PY) docs/site/build.py
+
+# Builds the site from nothing and checks it in headless Chromium (tests/test_site.py; screenshots and
+# the check's report in build/site/screenshots/). Debian's chromium is installed when missing and
+# running as root; otherwise: sudo apt-get install chromium.
+test-site: venv $(SITE_STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "make test-site needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+	PAPER_UTILS_SITE_TEST=1 $(PY) -m pytest -q tests/test_site.py -p no:cacheprovider
+
 clean-cache:
 	rm -rf build/cache
