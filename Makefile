@@ -20,6 +20,8 @@ KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMP_NUM_THREADS ?= 2
 export PYTHONHASHSEED := 0
+# numba's disk cache of the fused dual kernels (paper_utils.nets.dual_kernels): compiled once per machine
+export NUMBA_CACHE_DIR ?= $(CURDIR)/build/numba-cache
 
 FRESH ?=
 STORE_MODE := $(if $(FRESH),off,fallback)

@@ -10,18 +10,22 @@ images (M = 784,000), beta = 1e-5:
   ``paper_utils.training.convergence.patch_objective(..., grad=True)`` with float64 ``U``, ``v`` as
   ``converge_primal`` passes them; the default (float32 products, ``CHUNK_ROWS``) and the variants
   ``_f32_c256``, ``_f32_c1024``, ``_f32_c8192``, ``_f64`` (default chunk), ``_f64_c256`` ... (float64 products);
-- ``dual_eval_train_first`` (the first ``DualNet.evaluate`` of the process: dynamo tracing and the inductor
-  compile of the chunk kernel included), ``dual_eval_train`` and ``dual_eval_test`` (warm);
+- ``primal_lbfgs_eval_m2048``: the same at m = 2,048, the width of Theorem 1's grown primal;
+- ``dual_eval_train_first_cold`` (the first ``DualNet.evaluate`` of a new process whose numba disk cache is
+  empty: the fused kernel's compile included, as on a fresh host), ``dual_eval_train_first`` (the same in a
+  second process, which loads the compiled kernel from that cache), ``dual_eval_train`` and
+  ``dual_eval_test`` (warm); on CUDA, ``dual_eval_train_first`` is the first call with inductor's compile;
 - ``dual_adam_epoch``, ``primal_adam_epoch``: one epoch of the inner loops of
   ``paper_utils.training.adam.train_dual`` / ``train_primal`` (batch 25; the dual with the kernels
-  ``fast_kernels(cfg)`` picks for the ``cpu`` scale, i.e. compiled); the per-epoch evaluation is not timed;
+  ``fast_kernels(cfg)`` picks for the ``cpu`` scale: the fused numba kernels of
+  ``paper_utils.nets.dual_kernels``); the per-epoch evaluation is not timed;
 - ``primal_eval_test``: ``primal_objective`` (conv2d) on the test images;
 - ``solver_operator_pass``: ``paper_utils.dual_solver.data._Data.loss_grad``, the exact solver's fused
   operator + adjoint pass in float64, ``_Data`` built as ``solve_dual`` builds it, half the patterns active;
 - ``mri_primal_lbfgs_eval``, ``mri_dual_eval``: the same two kernels at the MRI shapes, k = 7 (d = 49),
   m = 512, P = 2,000, on M = 80 x 80 x 32 = 204,800 patch rows of *random* images (building the MRI
   data needs SigPy and minutes; the kernels' cost does not depend on the values);
-- with ``--eager``, also ``dual_eval_test_eager`` and ``dual_adam_epoch_eager`` (the uncompiled chunk kernels).
+- with ``--eager``, also ``dual_eval_test_eager`` and ``dual_adam_epoch_eager`` (the unfused chunk kernels).
 
 Per kernel: one warm-up call, then the median of ``--repeats`` timed calls (``dual_eval_train_first``:
 one call, no warm-up; the compile caches are reset before it and, by default, inductor compiles into a
@@ -76,12 +80,13 @@ from _rates import matmul_rate, sync  # benchmarks/ is on sys.path when run as a
 from paper_utils.data.mnist import load_mnist, mnist_denoising
 from paper_utils.dual_solver.data import F64, _as_tensor, _Data
 from paper_utils.nets import dual as dual_module
+from paper_utils.nets import dual_kernels
 from paper_utils.nets.dual import DualNet, sample_generators
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
 from paper_utils.pipeline import config, runtime
 from paper_utils.nets.relu_patch import default_chunk_rows
-from paper_utils.training.adam import dual_epoch, primal_epoch
+from paper_utils.training.adam import dual_epoch, paper_adam, primal_epoch
 from paper_utils.training.convergence import kaiming_init, patch_objective
 from paper_utils.training.denoisers import fast_kernels
 
@@ -89,6 +94,7 @@ F32_BYTES, F64_BYTES = 4, 8
 MRI_SIDE = 80          # MRI slices are 80 x 80 (paper_utils.mri), k = 7
 MRI_KERNEL = 7
 PRIMAL_CHUNKS = (512, 2048, 8192)
+WIDE_PRIMAL = 2048     # the width of Theorem 1's grown primal (m >= m* = 1,760 on Figure 2's data)
 
 
 @dataclass
@@ -102,6 +108,7 @@ class Run:
     dtype: str
     note: str = ""
     first_only: bool = False
+    self_timed: bool = False   # call() returns the seconds it measured itself (a probe in a subprocess)
 
 
 @dataclass
@@ -195,6 +202,13 @@ def dual_net(G: torch.Tensor, k: int, fast: bool) -> DualNet:
     return net
 
 
+def kernel_label(net: DualNet) -> str:
+    """Which path ``net`` runs: the fused numba kernels, the compiled chunks or the eager chunks."""
+    if dual_module._fused(net.fast, net.G.T):
+        return f"fused (numba, tile {dual_kernels.TILE}, block {dual_kernels.BLOCK_ROWS} rows)"
+    return f"chunk {net.chunk_rows} {'compiled' if net.fast else 'eager'}"
+
+
 def dual_eval(net: DualNet, Yp, x, beta: float, *, first: bool = False, note: str = "") -> Run:
     """``DualNet.evaluate(Yp, x, beta)`` (one chunked pass, no gradient), as ``train_dual``'s evaluation.
 
@@ -205,7 +219,7 @@ def dual_eval(net: DualNet, Yp, x, beta: float, *, first: bool = False, note: st
     M, d = Yp.shape
     P = net.n_patterns
     return Run(lambda: net.evaluate(Yp, x, beta), 6 * M * d * P, F32_BYTES * (M * (d + 1) + 3 * d * P), "fp32",
-               f"M {M} d {d} P {P} chunk {net.chunk_rows} {'compiled' if net.fast else 'eager'}{note}",
+               f"M {M} d {d} P {P} {kernel_label(net)}{note}",
                first_only=first)
 
 
@@ -225,7 +239,7 @@ def dual_adam_epoch(ctx: Context, fast: bool) -> Run:
     G = ctx.generators()
     k, d = cfg.kernel_size, Yp_tr.shape[1]
     net = DualNet(G, k, residual=cfg.residual, fast=fast)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr_dual, betas=(0.9, 0.999), eps=1e-8)
+    opt = paper_adam(net.parameters(), cfg.lr_dual)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(train)
     hw = train.noisy.shape[-1] * train.noisy.shape[-2]
@@ -237,8 +251,7 @@ def dual_adam_epoch(ctx: Context, fast: bool) -> Run:
     M, P = Yp_tr.shape[0], net.n_patterns
     steps = math.ceil(n / cfg.batch_size)
     return Run(epoch, 10 * M * d * P, F32_BYTES * (M * (d + 1) + 21 * P * d * steps), "fp32",
-               f"M {M} d {d} P {P} batch {cfg.batch_size} steps {steps} chunk {net.chunk_rows} "
-               f"{'compiled' if fast else 'eager'}")
+               f"M {M} d {d} P {P} batch {cfg.batch_size} steps {steps} {kernel_label(net)}")
 
 
 def primal_adam_epoch(ctx: Context) -> Run:
@@ -256,7 +269,7 @@ def primal_adam_epoch(ctx: Context) -> Run:
     dev = ctx.dev
     gen = torch.Generator().manual_seed(cfg.seed)
     net = PrimalNet(cfg.n_filters, cfg.kernel_size, residual=cfg.residual, generator=gen).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr_primal, betas=(0.9, 0.999), eps=1e-8)
+    opt = paper_adam(net.parameters(), cfg.lr_primal)
     Ytr, Xtr = train.noisy.to(dev), train.clean.to(dev)
 
     def epoch():
@@ -316,6 +329,38 @@ def solver_operator_pass(ctx: Context) -> Run:
                f"M {M} d {d} P {P} active {na} chunk {data.chunk} float64 (fast dtype {str(fast)[6:]})")
 
 
+def first_call_probe(ctx: Context, cache_dir: str, which: str) -> Run:
+    """The first ``DualNet.evaluate`` on the training patches in a new process (``--probe-first-eval``)
+    whose numba disk cache is ``cache_dir``; the probe times the call itself (data loading excluded)."""
+    Yp_tr, *_ = ctx.mnist()
+    M, d = Yp_tr.shape
+    P = ctx.cfg.n_patterns
+
+    def call():
+        import subprocess
+
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+        argv = [sys.executable, __file__, "--probe-first-eval", "--images", str(ctx.args.images),
+                "--threads", str(ctx.args.threads)]
+        out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+        return float(next(line.split()[1] for line in out.splitlines() if line.startswith("PROBE ")))
+
+    return Run(call, 6 * M * d * P, F32_BYTES * (M * (d + 1) + 3 * d * P), "fp32",
+               f"M {M} d {d} P {P} fused, first call of a process ({which}; numba cache {cache_dir})",
+               self_timed=True)
+
+
+def probe_first_eval(args) -> None:
+    """``--probe-first-eval``: print ``PROBE <seconds>`` of this process's first ``DualNet.evaluate``."""
+    runtime.setup(0, args.threads)
+    ctx = Context(args, torch.device("cpu"))
+    Yp_tr, x_tr, *_ = ctx.mnist()
+    net = dual_net(ctx.generators(), ctx.cfg.kernel_size, True)
+    t = time.perf_counter()
+    net.evaluate(Yp_tr, x_tr, ctx.cfg.beta)
+    print(f"PROBE {time.perf_counter() - t:.6g}")
+
+
 def kernel_specs(ctx: Context, eager: bool) -> list[tuple[str, Callable[[], Run]]]:
     """(name, setup) in the order they run: the first dual evaluation before any other dual kernel."""
     cfg = ctx.cfg
@@ -331,6 +376,8 @@ def kernel_specs(ctx: Context, eager: bool) -> list[tuple[str, Callable[[], Run]
                                                             note=" (converge_primal's default)")))
     specs.append(("primal_lbfgs_eval_f64", lambda: primal_lbfgs(*tr(), m, beta, work=torch.float64,
                                                                 chunk=default_chunk)))
+    specs.append(("primal_lbfgs_eval_m2048", lambda: primal_lbfgs(*tr(), WIDE_PRIMAL, beta, work=torch.float32,
+                                                                  chunk=default_chunk, note=" (Theorem 1's wide primal)")))
     for name, work in (("f32", torch.float32), ("f64", torch.float64)):
         for chunk in PRIMAL_CHUNKS:
             specs.append((f"primal_lbfgs_eval_{name}_c{chunk}",
@@ -349,7 +396,14 @@ def kernel_specs(ctx: Context, eager: bool) -> list[tuple[str, Callable[[], Run]
                              note=" first call (trace + compile)" if first and fast_ else "")
         return setup
 
-    specs.append(("dual_eval_train_first", evaluation("train", first=True)))
+    if fast and ctx.dev.type == "cpu":
+        # the fused numba kernels: the first call of a process, compiling into an empty disk cache (a fresh
+        # host), then in a second process that finds the compiled code in that cache
+        cache_dir = tempfile.mkdtemp(prefix="bench_kernels_numba_")
+        specs.append(("dual_eval_train_first_cold", lambda: first_call_probe(ctx, cache_dir, "cold")))
+        specs.append(("dual_eval_train_first", lambda: first_call_probe(ctx, cache_dir, "second process")))
+    else:
+        specs.append(("dual_eval_train_first", evaluation("train", first=True)))
     specs.append(("dual_eval_train", evaluation("train")))
     specs.append(("dual_eval_test", evaluation("test")))
     if eager:
@@ -436,12 +490,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eager", action="store_true", help="also time the uncompiled dual kernels")
     parser.add_argument("--bw-all", action="store_true", help="print bw_ratio for every kernel")
     parser.add_argument("--stream-mb", type=int, default=256, help="size of each array of the stream measurement")
+    parser.add_argument("--probe-first-eval", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inductor-cache", choices=("fresh", "default"), default="fresh",
                         help="compile into a new temporary cache directory (as on a fresh host) or the usual one")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     only = None if args.only is None else [p for item in args.only for p in item.split(",") if p]
+    if args.probe_first_eval:
+        probe_first_eval(args)
+        return
 
     runtime.setup(0, args.threads)           # as the notebooks: deterministic algorithms, thread count
     dev = runtime.resolve_device(args.device)
@@ -465,12 +523,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# MRI shapes: {args.mri_images} random {MRI_SIDE} x {MRI_SIDE} images (M = "
           f"{args.mri_images * MRI_SIDE ** 2:,}), k = {MRI_KERNEL} (d = {MRI_KERNEL ** 2}), m = {args.mri_filters}, "
           f"P = {args.mri_patterns}; random data, not built from MRI (needs SigPy, takes minutes)")
-    print(f"# dual kernels compiled: {fast_kernels(cfg)} (fast_kernels at cpu scale); "
+    print(f"# dual kernels fast: {fast_kernels(cfg)} (fast_kernels at cpu scale: the fused numba kernels on CPU, "
+          f"numba {getattr(dual_kernels.numba, '__version__', 'absent')}, threading layer "
+          f"{os.environ.get('NUMBA_THREADING_LAYER', 'default')}); "
           f"PAPER_UTILS_NO_COMPILE={os.environ.get('PAPER_UTILS_NO_COMPILE', '')!r}; inductor cache "
           f"{'fresh (' + fresh_dir + ')' if fresh_dir else 'default'}; patch_objective chunk "
           f"{default_chunk_rows(dev)} rows; DualNet chunk {dual_module.DEFAULT_CHUNK_ROWS if dev.type == 'cpu' else 16384}")
     print(f"# timing: one warm-up call, then the median of {args.repeats} timed calls "
-          f"(dual_eval_train_first: the first call alone)", flush=True)
+          f"(dual_eval_train_first*: the first call of a new process alone, timed inside it)", flush=True)
 
     try:
         start = limits(dev, args, "start")
@@ -480,7 +540,9 @@ def main(argv: list[str] | None = None) -> None:
             run = setup()
             build = time.perf_counter() - t0
             res = Result(name, run)
-            if run.first_only:
+            if run.self_timed:
+                res.times.append(float(run.call()))
+            elif run.first_only:
                 res.times.append(timed(run.call, dev))
             else:
                 warm = timed(run.call, dev)

@@ -16,10 +16,13 @@ paper's choice, deduplicated by the patterns they induce on the training patches
 (:meth:`DualNet.to_primal`). The prediction is piecewise linear filtering, eq. (8):
 ``f(y_p) = sum_i d_i(p) y_p^T (w_i - z_i)``.
 
-Computation (``benchmarks/README.md`` has the measured rates): everything is a matmul on ``Yp`` processed in row chunks;
-one product ``Yp_c @ [G | W^T | Z^T]`` (c, 3P) gives the patterns and both filter responses, and
-the gradient is ``[gW | gZ]^T @ Yp_c``. No (N, P, H, W) tensor is ever built, and (c, P) blocks
-are bounded by ``chunk_rows``.
+Computation (``benchmarks/README.md`` has the measured rates). With ``fast=True`` on CPU the fused
+kernels of :mod:`paper_utils.nets.dual_kernels` (numba) compute every row's patterns, filter
+responses, residual and gradient in registers, without a (rows, P) block in memory. Otherwise
+(the reference path, and CUDA) everything is a matmul on ``Yp`` processed in row chunks: one product
+``Yp_c @ [G | W^T | Z^T]`` (c, 3P) gives the patterns and both filter responses, and the gradient is
+``[gW | gZ]^T @ Yp_c``; on CUDA with ``fast=True`` the chunk functions go through ``torch.compile``.
+No (N, P, H, W) tensor is ever built, and (c, P) blocks are bounded by ``chunk_rows``.
 
 Letter key: M patches (output pixels), d patch dimension C k k, P patterns, N images.
 """
@@ -32,6 +35,7 @@ import os
 import torch
 import torch.nn as nn
 
+from paper_utils.nets import dual_kernels
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet
 
@@ -143,6 +147,13 @@ def _evaluate_chunk(Yc: torch.Tensor, xc: torch.Tensor, right: torch.Tensor) -> 
 _COMPILED: dict[str, object] = {}
 
 
+def _fused(fast: bool, Yp: torch.Tensor) -> bool:
+    """Whether to use the fused numba kernels: ``fast``, on CPU, patch dimension d <= ``MAX_FUSED_D``,
+    unless ``$PAPER_UTILS_NO_COMPILE`` is set."""
+    return (fast and Yp.device.type == "cpu" and dual_kernels.available(Yp.shape[-1])
+            and not os.environ.get("PAPER_UTILS_NO_COMPILE"))
+
+
 def _kernel(name: str, fast: bool):
     """The eager chunk function, or its ``torch.compile``d version (fused elementwise work, ~5x faster
     on CPU). Compiled kernels see one fixed chunk shape (inputs are zero-padded) so they compile once."""
@@ -183,6 +194,12 @@ class _HingeDualLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, Yp, x, W, Z, G, rho, chunk_rows, fast):
         M, P = Yp.shape[0], W.shape[0]
+        if _fused(fast, Yp):
+            grad, sq, hinge = dual_kernels.penalized(Yp, x, G, W, Z, rho)
+            ctx.save_for_backward(grad)
+            ctx.P = P
+            loss = torch.tensor(0.5 * sq / M + rho * hinge / M, dtype=W.dtype)
+            return loss, torch.tensor(sq, dtype=torch.float64), torch.tensor(hinge, dtype=torch.float64)
         right = torch.cat([G, W.T, Z.T], dim=1)  # (d, 3P)
         grad = torch.zeros(2 * P, Yp.shape[1], dtype=W.dtype, device=W.device)
         sq = torch.zeros((), dtype=torch.float64, device=W.device)
@@ -218,9 +235,11 @@ class DualNet(nn.Module):
         residual: predict ``Y + f(Y)`` (eq. 6).
         chunk_rows: rows of ``Yp`` per chunk (memory bound on (chunk, P) blocks); default 512 on CPU
             (blocks stay in cache), 16384 on GPU.
-        fast: run the chunk kernels through ``torch.compile`` (about 5x faster on CPU; the first call
-            compiles for tens of seconds). Off by default; the training of ``cpu``/``paper`` scales turns it on.
-            ``$PAPER_UTILS_NO_COMPILE=1`` forces the eager kernels (same mathematics).
+        fast: on CPU, the fused numba kernels of :mod:`paper_utils.nets.dual_kernels` (several times
+            faster; the first process on a machine compiles them for seconds, later ones load them from
+            numba's disk cache); on CUDA, the chunk functions through ``torch.compile``. Off by default;
+            the training of ``cpu``/``paper`` scales turns it on. ``$PAPER_UTILS_NO_COMPILE=1`` forces the
+            eager chunk functions (same mathematics).
     """
 
     def __init__(self, G: torch.Tensor, kernel_size: int = 3, channels: int = 1, *, residual: bool = False,
@@ -245,10 +264,13 @@ class DualNet(nn.Module):
     # -- predictions ---------------------------------------------------------------------------
     def predict_patches(self, Yp: torch.Tensor) -> torch.Tensor:
         """``sum_i D_i Yp (w_i - z_i)`` (M,), chunked, without gradient (eq. 8 per row)."""
+        with torch.no_grad():
+            V = (self.W - self.Z).T.contiguous()
+            if _fused(self.fast, Yp):
+                return dual_kernels.predict(Yp, self.G, V)
         out = torch.empty(Yp.shape[0], dtype=Yp.dtype, device=Yp.device)
         kernel = _kernel("predict", self.fast)
         with torch.no_grad():
-            V = (self.W - self.Z).T.contiguous()
             for start, stop, Yc in _padded_chunks(Yp, self.chunk_rows, self.fast):
                 out[start:stop] = kernel(Yc, self.G, V)[:stop - start]
         return out
@@ -287,15 +309,18 @@ class DualNet(nn.Module):
         (:meth:`to_primal`), whose regulariser equals ``reg`` exactly and whose prediction is
         ``sum_i (Yp w_i)_+ - (Yp z_i)_+``; it equals the dual's when the constraints hold.
         """
-        kernel = _kernel("evaluate", self.fast)
         sq, sq_relu, worst, scale = 0.0, 0.0, 0.0, 0.0
         with torch.no_grad():
-            right = torch.cat([self.G, self.W.T, self.Z.T], dim=1)
-            xs = x.unsqueeze(1)
-            for (_, _, Yc), (_, _, xc) in zip(_padded_chunks(Yp, self.chunk_rows, self.fast),
-                                              _padded_chunks(xs, self.chunk_rows, self.fast)):
-                s, s_relu, v, a = kernel(Yc, xc[:, 0], right)
-                sq += float(s); sq_relu += float(s_relu); worst = max(worst, float(v)); scale = max(scale, float(a))
+            if _fused(self.fast, Yp):
+                sq, sq_relu, worst, scale = dual_kernels.evaluate(Yp, x, self.G, self.W, self.Z)
+            else:
+                kernel = _kernel("evaluate", self.fast)
+                right = torch.cat([self.G, self.W.T, self.Z.T], dim=1)
+                xs = x.unsqueeze(1)
+                for (_, _, Yc), (_, _, xc) in zip(_padded_chunks(Yp, self.chunk_rows, self.fast),
+                                                  _padded_chunks(xs, self.chunk_rows, self.fast)):
+                    s, s_relu, v, a = kernel(Yc, xc[:, 0], right)
+                    sq += float(s); sq_relu += float(s_relu); worst = max(worst, float(v)); scale = max(scale, float(a))
             reg = beta * float(self.group_lasso())
         loss, rebuilt = sq / (2 * Yp.shape[0]), sq_relu / (2 * Yp.shape[0])
         return {"loss": loss, "reg": reg, "objective": loss + reg,

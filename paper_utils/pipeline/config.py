@@ -24,7 +24,7 @@ NOISES = ("gaussian", "exponential", "undersampling")
 DUAL_SOLVERS = ("adam_hinge", "exact")
 
 #: bump when a code change alters trained models, so stale cache entries are not reused
-MODEL_CODE_VERSION = "2"
+MODEL_CODE_VERSION = "3"
 
 
 def check_scale(scale: str) -> str:

@@ -34,7 +34,7 @@ from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import DenoiseConfig
 from paper_utils.data.mnist import DenoisingSet
 from paper_utils.nets.primal import PrimalNet, primal_objective
-from paper_utils.training.adam import History, TrainingDiverged
+from paper_utils.training.adam import History, TrainingDiverged, paper_adam
 
 #: offset of the initialisation seed from the configuration's seed (see the module docstring)
 INIT_SEED_OFFSET = 1000
@@ -93,7 +93,7 @@ def train_unrolled(cfg: DenoiseConfig, train: DenoisingSet, test: DenoisingSet, 
     net = UnrolledNet(cfg.n_filters, cfg.kernel_size, n_iterations,
                       generator=torch.Generator().manual_seed(cfg.seed + INIT_SEED_OFFSET)).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr_primal, betas=(0.9, 0.999), eps=1e-8)
+    opt = paper_adam(net.parameters(), cfg.lr_primal)
     Ytr, Xtr = train.noisy.to(device), train.clean.to(device)
     Yte, Xte = test.noisy.to(device), test.clean.to(device)
     hist = History()
