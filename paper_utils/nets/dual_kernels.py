@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 import torch
@@ -41,6 +42,11 @@ except ImportError as exc:  # pragma: no cover
     _NUMBA_ERROR = exc
 else:
     _NUMBA_ERROR = None
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # numba's "omp" layer would start a second OpenMP runtime beside torch's; their threads spin after
+        # each parallel region and take the cores from each other when torch and numba calls alternate
+        # (an Adam step). The "workqueue" layer's threads sleep when idle.
+        numba.config.THREADING_LAYER = "workqueue"
 
 #: patterns per tile: 3 factors x d x T float32 stay in L1 (9 x 3 x 128 x 4 B = 13.8 KB at d = 9)
 TILE = 128
