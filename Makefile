@@ -127,5 +127,20 @@ test-site: venv $(SITE_STAMP)
 	  else echo "make test-site needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 	PAPER_UTILS_SITE_TEST=1 $(PY) -m pytest -q tests/test_site.py -p no:cacheprovider
 
+# Did I reproduce it? After any `make figures`: the fresh claims (figures/claims.json) against the committed
+# ones (git HEAD), per notebook: flipped verdicts, values moved beyond a relative tolerance, added and removed
+# claims; fails if a verdict flipped. COMPARE_ARGS adds options, e.g. COMPARE_ARGS="--rtol 1e-2 --scale paper".
+COMPARE_ARGS ?=
+.PHONY: compare test-install
+compare: venv
+	$(PY) -m paper_utils.report.compare $(COMPARE_ARGS)
+
+# The package as others install it (tests/test_install.py; needs the package registry; about 6 min on 2 cores):
+# in fresh virtual environments under build/test/install/, a plain `pip install .` runs the README's solver
+# example, and the README's `pip install -e ".[notebooks]"`, MNIST and papermill commands run a notebook from the
+# results store. Not part of `make test`. PIP_EXTRA_INDEX_URL / PAPER_UTILS_TORCH_INDEX: see the test's docstring.
+test-install: venv
+	PAPER_UTILS_INSTALL_TESTS=1 $(PY) -m pytest -q -s tests/test_install.py -p no:cacheprovider
+
 clean-cache:
 	rm -rf build/cache
