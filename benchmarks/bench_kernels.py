@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
           f"P = {args.mri_patterns}; random data, not built from MRI (needs SigPy, takes minutes)")
     print(f"# dual kernels fast: {fast_kernels(cfg)} (fast_kernels at cpu scale: the fused numba kernels on CPU, "
           f"numba {getattr(dual_kernels.numba, '__version__', 'absent')}, threading layer "
-          f"{os.environ.get('NUMBA_THREADING_LAYER', 'default')}); "
+          f"{getattr(getattr(dual_kernels.numba, 'config', None), 'THREADING_LAYER', 'absent')}); "
           f"PAPER_UTILS_NO_COMPILE={os.environ.get('PAPER_UTILS_NO_COMPILE', '')!r}; inductor cache "
           f"{'fresh (' + fresh_dir + ')' if fresh_dir else 'default'}; patch_objective chunk "
           f"{default_chunk_rows(dev)} rows; DualNet chunk {dual_module.DEFAULT_CHUNK_ROWS if dev.type == 'cpu' else 16384}")

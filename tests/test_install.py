@@ -133,6 +133,15 @@ def test_core_imports_no_optional_package():
     assert out.stdout.strip() == "[]", f"the core imports optional packages at module level: {out.stdout}"
 
 
+def test_missing_mri_dependency_names_the_extra():
+    """The MRI modules import sigpy, h5py, nibabel and pydicom lazily, through a check that names the extra."""
+    from paper_utils.mri.optional import require
+
+    require("numpy")
+    with pytest.raises(ImportError, match=r"paper_utils\[mri\]"):
+        require("a_module_that_is_not_installed")
+
+
 # ------------------------------------------------------------------------------- fresh environments
 def readme_solver_example() -> str:
     """The Python block of the README's section "The solver on your own data"."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .optional import require
+
 __all__ = ["L1_LAMBDAS", "L1_MAX_ITER", "L1_N_TUNE", "l1_wavelet_recon", "magnitude_psnr_np"]
 
 #: regularisation weights tried on the training slices (normalised units)
@@ -44,6 +46,7 @@ def l1_wavelet_recon(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray, lam
     Returns:
         (H, W) complex64 image.
     """
+    require("sigpy")
     import sigpy.mri.app
 
     kspace, maps, mask = np.asarray(kspace), np.asarray(maps), np.asarray(mask)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .optional import require
 from .constants import FASTMRI_TEST_FRACTION, IMAGE_SIZE
 from .sense import fft2c, ifft2c
 
@@ -98,6 +99,7 @@ def reduce_kspace(kspace: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 
 
 def _fastmri_num_slices(path: Path) -> int:
+    require("h5py")
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -120,6 +122,7 @@ def load_fastmri_kspace(path: str | os.PathLike, slices: Sequence[int] | None = 
     Returns:
         (S, C, size, size) complex64 k-space.
     """
+    require("h5py")
     import h5py
 
     path = Path(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .optional import require
 from .constants import ACCEL_REL_TOL, CALIB_SIZE, IMAGE_SIZE
 
 def calibration_slices(shape: tuple[int, int], calib: tuple[int, int] = (CALIB_SIZE, CALIB_SIZE)) -> tuple[slice, slice]:
@@ -41,6 +42,7 @@ def poisson_mask(
     Raises:
         ValueError: invalid R or shape, or no mask met the tolerance.
     """
+    require("sigpy")
     import sigpy.mri
 
     shape = tuple(int(s) for s in shape)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .optional import require
 from .constants import JSENSE_KWARGS
 from .masks import calibration_slices
 
@@ -29,6 +30,7 @@ def fft2c(x: np.ndarray) -> np.ndarray:
     Returns:
         (..., H, W) complex array.
     """
+    require("sigpy")
     import sigpy
 
     return sigpy.fft(np.asarray(x), axes=(-2, -1), center=True, norm="ortho")
@@ -43,6 +45,7 @@ def ifft2c(k: np.ndarray) -> np.ndarray:
     Returns:
         (..., H, W) complex array.
     """
+    require("sigpy")
     import sigpy
 
     return sigpy.ifft(np.asarray(k), axes=(-2, -1), center=True, norm="ortho")
@@ -131,6 +134,7 @@ def estimate_maps_jsense(kspace: np.ndarray, **jsense_kwargs: Any) -> np.ndarray
     Returns:
         (C, H, W) complex64 maps.
     """
+    require("sigpy")
     import sigpy.mri.app
 
     kspace = np.asarray(kspace)

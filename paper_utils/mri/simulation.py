@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .optional import require
 from .constants import DEFAULT_NOISE_STD, IMAGE_SIZE, N_COILS
 from .sense import sense_forward
 
@@ -55,6 +56,7 @@ def random_birdcage_maps(rng: np.random.Generator, n_coils: int = N_COILS, shape
     Returns:
         (C, H, W) complex128 maps.
     """
+    require("sigpy")
     import sigpy.mri
 
     h, w = shape

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .optional import require
 from .constants import IMAGE_SIZE, MIN_FOREGROUND_FRACTION
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def _read_volume(subject: MagnitudeSubject) -> np.ndarray:
     """(X, Y, Z) float64 magnitude volume (2-D files get Z = 1; 4-D: first volume)."""
     path = subject.path()
     if subject.reader == "nifti":
+        require("nibabel")
         import nibabel
 
         vol = np.asarray(nibabel.load(str(path)).get_fdata(dtype=np.float64))
@@ -132,6 +134,7 @@ def _read_volume(subject: MagnitudeSubject) -> np.ndarray:
     elif subject.reader == "npy":
         vol = np.load(path, allow_pickle=False).astype(np.float64)
     elif subject.reader == "dicom":
+        require("pydicom")
         import pydicom
 
         vol = pydicom.dcmread(str(path)).pixel_array.astype(np.float64)
