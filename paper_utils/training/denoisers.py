@@ -37,8 +37,9 @@ class DenoiseRun:
 
 
 def fast_kernels(cfg: DenoiseConfig) -> bool:
-    """Compile the dual's kernels (``torch.compile``) except at ``smoke`` scale, where the compile time
-    would exceed the training time (and CI keeps to the eager, bitwise-reproducible path)."""
+    """The dual's fast kernels (the fused numba kernels on CPU for d <= 16, ``torch.compile``d chunks otherwise)
+    except at ``smoke`` scale, where the compile time would exceed the training time (and CI keeps to the
+    eager chunked path)."""
     return cfg.scale != "smoke"
 
 
