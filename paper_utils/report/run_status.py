@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from paper_utils.pipeline.cache import ENTRY_SOURCES
 from paper_utils.report.claims import code_version
+from paper_utils.report.tables import display_markdown
 
 #: epoch seconds at which run_notebooks started the notebook this kernel runs
 RUN_STARTED_ENV = "PAPER_UTILS_RUN_STARTED"
@@ -60,14 +61,4 @@ def status_markdown(notebook: str, *, now: float | None = None, sources: Mapping
 
 def show(notebook: str) -> None:
     """Display :func:`status_markdown` (Markdown in a kernel, printed elsewhere)."""
-    text = status_markdown(notebook)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Markdown, display
-    except ImportError:
-        print(text)
-        return
-    if get_ipython() is None:
-        print(text)
-    else:
-        display(Markdown(text))
+    display_markdown(status_markdown(notebook))

@@ -26,7 +26,8 @@ from paper_utils.report.claims import Claim, code_version, tally_sentence
 from paper_utils.report.claims_report import pair_claims
 
 
-def _display_markdown(text: str) -> None:
+def display_markdown(text: str) -> None:
+    """Display Markdown in a kernel; print it elsewhere."""
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display
@@ -72,12 +73,12 @@ def show_table(rows: Sequence[Mapping], digits: int = 4, *, title: str | None = 
     text = markdown_table(rows, digits, columns)
     if title:
         text = f"**{title}**\n\n{text}"
-    _display_markdown(text)
+    display_markdown(text)
 
 
 def show_run(notebook: str, scale: str, device, sizes: Mapping[str, object], *, source: str | None = None) -> None:
     """Display :func:`run_markdown`: what ran."""
-    _display_markdown(run_markdown(notebook, scale, device, sizes, source=source))
+    display_markdown(run_markdown(notebook, scale, device, sizes, source=source))
 
 
 def run_markdown(notebook: str, scale: str, device, sizes: Mapping[str, object], *, source: str | None = None) -> str:
@@ -123,7 +124,7 @@ def verdict_rows(claims: Sequence[Claim | Mapping], digits: int = 3) -> list[dic
 
 def show_verdicts(claims: Sequence[Claim | Mapping], digits: int = 3) -> None:
     """Display :func:`verdict_markdown`: the figure's verdict table."""
-    _display_markdown(verdict_markdown(claims, digits))
+    display_markdown(verdict_markdown(claims, digits))
 
 
 def verdict_markdown(claims: Sequence[Claim | Mapping], digits: int = 3) -> str:
