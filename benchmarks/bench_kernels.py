@@ -80,7 +80,7 @@ from _rates import matmul_rate, sync  # benchmarks/ is on sys.path when run as a
 from paper_utils.data.mnist import load_mnist, mnist_denoising
 from paper_utils.dual_solver.data import F64, _as_tensor, _Data
 from paper_utils.nets import dual as dual_module
-from paper_utils.nets import dual_kernels
+from paper_utils.nets import dual_kernels, numba_runtime
 from paper_utils.nets.dual import DualNet, sample_generators
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
@@ -170,14 +170,17 @@ class Context:
 # ------------------------------------------------------------------------------------------------
 # the kernels
 # ------------------------------------------------------------------------------------------------
-def primal_lbfgs(Yp, x, m: int, beta: float, *, work: torch.dtype, chunk: int, note: str = "") -> Run:
-    """``patch_objective(Yp, x, U, v, beta, grad=True, compute_dtype=work, chunk_rows=chunk)`` with float64
-    ``U`` (m, d), ``v`` (m,), as ``converge_primal``'s L-BFGS ``fun`` calls it.
+def primal_lbfgs(Yp, x, m: int, beta: float, *, work: torch.dtype, chunk: int | None, note: str = "") -> Run:
+    """``patch_objective(Yp, x, U, v, beta, grad=True, compute_dtype=work)`` with float64 ``U`` (m, d),
+    ``v`` (m,), as ``converge_primal``'s L-BFGS ``fun`` calls it: the fused numba kernels where they run
+    (``chunk=None``), else the chunked matmul form with ``chunk`` rows per chunk.
 
     flops (matmul), counted as for the unfused form (so ratios compare across versions): forward
     ``Yc @ U^T`` 2 M d m, ``A @ v`` 2 M m, ``A^T r`` (gv) 2 M m, ``(H > 0)^T @ (r Yc)`` (gU) 2 M m d:
     4 M m (d + 1). (The fused kernel of ``paper_utils.nets.relu_patch`` gets ``gv`` from ``gU``'s sums
-    and skips the ``A^T r`` pass: it does 2 M m fewer.) (The float64 dot ``r . r``, 2 M, is not counted.)
+    and skips the ``A^T r`` pass: it does 2 M m fewer; the numba kernels of ``paper_utils.nets.primal_kernels``
+    execute 2 M m (3 d + 1) flops, recomputing ``Yc @ U^T`` in the gradient pass.) (The float64 dot
+    ``r . r``, 2 M, is not counted.)
     bytes: ``Yp`` (M, d) and ``x`` (M,) read once in their stored float32, ``U``, ``v`` read and ``gU``,
     ``gv`` written in float64: 4 M (d + 1) + 16 m (d + 1).
     """
@@ -187,8 +190,12 @@ def primal_lbfgs(Yp, x, m: int, beta: float, *, work: torch.dtype, chunk: int, n
     flops = 4 * M * m * (d + 1)
     nbytes = F32_BYTES * M * (d + 1) + 2 * F64_BYTES * m * (d + 1)
     dtype = "fp64" if work == torch.float64 else "fp32"
-    return Run(lambda: patch_objective(Yp, x, U, v, beta, grad=True, chunk_rows=chunk, compute_dtype=work),
-               flops, nbytes, dtype, f"M {M} d {d} m {m} chunk {chunk} products {dtype}{note}")
+    fused = chunk is None and numba_runtime.enabled(Yp)
+    form = (f"fused (numba, tile {numba_runtime.TILE}, block {numba_runtime.BLOCK_ROWS} rows)" if fused
+            else f"chunk {chunk or default_chunk_rows(Yp.device)}")
+    return Run(lambda: patch_objective(Yp, x, U, v, beta, grad=True, chunk_rows=chunk, compute_dtype=work,
+                                       fused=fused),
+               flops, nbytes, dtype, f"M {M} d {d} m {m} {form} products {dtype}{note}")
 
 
 def dual_net(G: torch.Tensor, k: int, fast: bool) -> DualNet:
@@ -371,13 +378,13 @@ def kernel_specs(ctx: Context, eager: bool) -> list[tuple[str, Callable[[], Run]
     def tr():
         return ctx.mnist()[0], ctx.mnist()[1]
 
-    default_chunk = default_chunk_rows(ctx.dev)
-    specs.append(("primal_lbfgs_eval", lambda: primal_lbfgs(*tr(), m, beta, work=torch.float32, chunk=default_chunk,
+    specs.append(("primal_lbfgs_eval", lambda: primal_lbfgs(*tr(), m, beta, work=torch.float32, chunk=None,
                                                             note=" (converge_primal's default)")))
-    specs.append(("primal_lbfgs_eval_f64", lambda: primal_lbfgs(*tr(), m, beta, work=torch.float64,
-                                                                chunk=default_chunk)))
+    specs.append(("primal_lbfgs_eval_f64", lambda: primal_lbfgs(*tr(), m, beta, work=torch.float64, chunk=None)))
     specs.append(("primal_lbfgs_eval_m2048", lambda: primal_lbfgs(*tr(), WIDE_PRIMAL, beta, work=torch.float32,
-                                                                  chunk=default_chunk, note=" (Theorem 1's wide primal)")))
+                                                                  chunk=None, note=" (Theorem 1's wide primal)")))
+    specs.append(("primal_lbfgs_eval_m2048_chunked",
+                  lambda: primal_lbfgs(*tr(), WIDE_PRIMAL, beta, work=torch.float32, chunk=default_chunk_rows(ctx.dev))))
     for name, work in (("f32", torch.float32), ("f64", torch.float64)):
         for chunk in PRIMAL_CHUNKS:
             specs.append((f"primal_lbfgs_eval_{name}_c{chunk}",
@@ -417,7 +424,7 @@ def kernel_specs(ctx: Context, eager: bool) -> list[tuple[str, Callable[[], Run]
 
     def mri_primal():
         Yp, x, _ = ctx.mri()
-        return primal_lbfgs(Yp, x, ctx.args.mri_filters, beta, work=torch.float32, chunk=default_chunk,
+        return primal_lbfgs(Yp, x, ctx.args.mri_filters, beta, work=torch.float32, chunk=None,
                             note=" random data")
 
     def mri_dual():

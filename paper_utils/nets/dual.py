@@ -35,7 +35,7 @@ import os
 import torch
 import torch.nn as nn
 
-from paper_utils.nets import dual_kernels
+from paper_utils.nets import dual_kernels, numba_runtime
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet
 
@@ -150,8 +150,7 @@ _COMPILED: dict[str, object] = {}
 def _fused(fast: bool, Yp: torch.Tensor) -> bool:
     """Whether to use the fused numba kernels: ``fast``, on CPU, patch dimension d <= ``MAX_FUSED_D``,
     unless ``$PAPER_UTILS_NO_COMPILE`` is set."""
-    return (fast and Yp.device.type == "cpu" and dual_kernels.available(Yp.shape[-1])
-            and not os.environ.get("PAPER_UTILS_NO_COMPILE"))
+    return numba_runtime.enabled(Yp, fast)
 
 
 def _kernel(name: str, fast: bool):

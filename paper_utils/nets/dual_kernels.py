@@ -22,62 +22,19 @@ Kernels (M rows, d patch dimension, P patterns):
   (squared error / 2M + rho/M * hinge), the squared error and the hinge sum; two passes over each
   block of rows (the residual first, then the gradient), the gradient tile accumulated in L1.
 
-Compiled code is cached on disk (numba's cache: ``$NUMBA_CACHE_DIR``, which the Makefile points to
-``build/numba-cache``), so only the first process on a machine pays the compile (seconds per kernel).
+Shared setup (numba import, threading layer, tile and block sizes): :mod:`paper_utils.nets.numba_runtime`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 
 import numpy as np
 import torch
 
-try:  # numba is a core dependency; the guard gives a clear message in a broken environment
-    import numba
-except ImportError as exc:  # pragma: no cover
-    numba = None
-    _NUMBA_ERROR = exc
-else:
-    _NUMBA_ERROR = None
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        # numba's "omp" layer would start a second OpenMP runtime beside torch's; their threads spin after
-        # each parallel region and take the cores from each other when torch and numba calls alternate
-        # (an Adam step). The "workqueue" layer's threads sleep when idle.
-        numba.config.THREADING_LAYER = "workqueue"
-
-#: patterns per tile: 3 factors x d x T float32 stay in L1 (9 x 3 x 128 x 4 B = 13.8 KB at d = 9)
-TILE = 128
-#: rows per parallel block
-BLOCK_ROWS = 512
-#: the largest patch dimension d the fused kernels take: their loop over d is unrolled into registers,
-#: which pays at d = 9 (k = 3); at d = 49 (the MRI kernel, k = 7) the unrolled body no longer vectorises
-#: (measured 1.5 GFLOP/s), while a BLAS product with inner dimension 49 is efficient, so larger d keeps
-#: the chunked matmul path of :mod:`paper_utils.nets.dual`
-MAX_FUSED_D = 16
-_FASTMATH = {"reassoc", "contract", "nsz", "nnan", "ninf"}
-
-
-def available(d: int | None = None) -> bool:
-    """Whether the fused kernels can run (numba importable), for patch dimension ``d`` if given."""
-    return numba is not None and (d is None or d <= MAX_FUSED_D)
-
-
-def pack(*factors: torch.Tensor | np.ndarray, tile: int = TILE) -> np.ndarray:
-    """Pack factors (d, P) into zero-padded tiles (ceil(P / tile), len(factors), d, tile), C-contiguous."""
-    arrays = [f.detach().cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f) for f in factors]
-    d, P = arrays[0].shape
-    n_tiles = max(1, math.ceil(P / tile))
-    out = np.zeros((n_tiles, len(arrays), d, tile), dtype=arrays[0].dtype)
-    for c, a in enumerate(arrays):
-        if a.shape != (d, P):
-            raise ValueError(f"every factor must have shape {(d, P)}, got {a.shape}")
-        padded = np.zeros((d, n_tiles * tile), dtype=a.dtype)
-        padded[:, :P] = a
-        out[:, c] = padded.reshape(d, n_tiles, tile).transpose(1, 0, 2)
-    return out
+from paper_utils.nets.numba_runtime import (BLOCK_ROWS, FASTMATH, MAX_FUSED_D, TILE, as_numpy, available,  # noqa: F401
+                                            check_patches, numba, pack, threads)
 
 
 def unpack_gradient(grad: np.ndarray, P: int) -> np.ndarray:
@@ -87,14 +44,10 @@ def unpack_gradient(grad: np.ndarray, P: int) -> np.ndarray:
     return flat.reshape(2 * P, d)
 
 
-def _threads() -> int:
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-
-
 @functools.lru_cache(maxsize=None)
 def _predict_kernel(d: int, tile: int, dtype: str):
     zero = np.dtype(dtype).type(0)  # the accumulators' type: the cache key is the dtype's name
-    @numba.njit(parallel=True, fastmath=_FASTMATH, boundscheck=False, cache=True)
+    @numba.njit(parallel=True, fastmath=FASTMATH, boundscheck=False, cache=True)
     def kernel(Y, R, out, block_rows):  # R (n_tiles, 2, d, tile): G, V
         M = Y.shape[0]
         n_blocks = (M + block_rows - 1) // block_rows
@@ -143,7 +96,7 @@ def _predict_kernel(d: int, tile: int, dtype: str):
 @functools.lru_cache(maxsize=None)
 def _evaluate_kernel(d: int, tile: int, dtype: str):
     zero = np.dtype(dtype).type(0)  # the accumulators' type: the cache key is the dtype's name
-    @numba.njit(parallel=True, fastmath=_FASTMATH, boundscheck=False, cache=True)
+    @numba.njit(parallel=True, fastmath=FASTMATH, boundscheck=False, cache=True)
     def kernel(Y, x, R, parts, block_rows):  # R (n_tiles, 3, d, tile): G, W^T, Z^T; parts (n_blocks, 4) float64
         M = Y.shape[0]
         n_blocks = (M + block_rows - 1) // block_rows
@@ -207,7 +160,7 @@ def _evaluate_kernel(d: int, tile: int, dtype: str):
 @functools.lru_cache(maxsize=None)
 def _penalized_kernel(d: int, tile: int, dtype: str):
     zero = np.dtype(dtype).type(0)  # the accumulators' type: the cache key is the dtype's name
-    @numba.njit(parallel=True, fastmath=_FASTMATH, boundscheck=False, cache=True)
+    @numba.njit(parallel=True, fastmath=FASTMATH, boundscheck=False, cache=True)
     def kernel(Y, x, R, inv_m, rho_m, grad, parts, block_rows, n_threads):
         # R (n_tiles, 4, d, tile): G, W^T, Z^T, (W - Z)^T; grad (n_threads, n_tiles, 2, d, tile) float64; parts (n_threads, 2) float64
         M = Y.shape[0]
@@ -281,27 +234,14 @@ def _penalized_kernel(d: int, tile: int, dtype: str):
     return kernel
 
 
-def _check(Yp: torch.Tensor) -> None:
-    if numba is None:
-        raise RuntimeError(f"the fused dual kernels need numba, which failed to import: {_NUMBA_ERROR}")
-    if Yp.device.type != "cpu":
-        raise ValueError(f"the fused dual kernels run on CPU tensors; got a {Yp.device.type} tensor")
-    if Yp.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"the fused dual kernels take float32 or float64, got {Yp.dtype}")
-
-
-def _numpy(t: torch.Tensor, dtype) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
-
-
 def predict(Yp: torch.Tensor, G: torch.Tensor, V: torch.Tensor, *, tile: int = TILE,
             block_rows: int = BLOCK_ROWS) -> torch.Tensor:
     """``sum_i 1[Yp g_i >= 0] Yp v_i`` (M,) for ``Yp`` (M, d), ``G`` and ``V = (W - Z)^T`` (d, P); eq. (8)."""
-    _check(Yp)
-    Y = _numpy(Yp, Yp.numpy().dtype)
+    check_patches(Yp, "dual")
+    Y = as_numpy(Yp, Yp.numpy().dtype)
     R = pack(G.to(Yp.dtype), V.to(Yp.dtype), tile=tile)
     out = np.empty(Y.shape[0], dtype=Y.dtype)
-    numba.set_num_threads(_threads())
+    numba.set_num_threads(threads())
     _predict_kernel(Y.shape[1], tile, Y.dtype.name)(Y, R, out, block_rows)
     return torch.from_numpy(out)
 
@@ -313,12 +253,12 @@ def evaluate(Yp: torch.Tensor, x: torch.Tensor, G: torch.Tensor, W: torch.Tensor
     Returns (squared error of the dual, squared error of the eq. (5) ReLU network, largest constraint
     violation, largest |Yp w_i| or |Yp z_i|), sums in float64.
     """
-    _check(Yp)
-    Y = _numpy(Yp, Yp.numpy().dtype)
+    check_patches(Yp, "dual")
+    Y = as_numpy(Yp, Yp.numpy().dtype)
     R = pack(G.to(Yp.dtype), W.T.to(Yp.dtype), Z.T.to(Yp.dtype), tile=tile)
-    xs = _numpy(x, Y.dtype)
+    xs = as_numpy(x, Y.dtype)
     parts = np.zeros((max(1, math.ceil(Y.shape[0] / block_rows)), 4))
-    numba.set_num_threads(_threads())
+    numba.set_num_threads(threads())
     _evaluate_kernel(Y.shape[1], tile, Y.dtype.name)(Y, xs, R, parts, block_rows)
     return float(parts[:, 0].sum()), float(parts[:, 1].sum()), max(0.0, float(parts[:, 2].max())), float(parts[:, 3].max())
 
@@ -327,18 +267,18 @@ def penalized(Yp: torch.Tensor, x: torch.Tensor, G: torch.Tensor, W: torch.Tenso
               tile: int = TILE, block_rows: int = BLOCK_ROWS) -> tuple[torch.Tensor, float, float]:
     """Gradient (2P, d) of ``1/(2M) ||sum_i D_i Yp (w_i - z_i) - x||^2 + rho/M * hinge`` w.r.t. ``[W; Z]``,
     the squared-error sum and the hinge sum (see :class:`paper_utils.nets.dual._HingeDualLoss`)."""
-    _check(Yp)
-    Y = _numpy(Yp, Yp.numpy().dtype)
+    check_patches(Yp, "dual")
+    Y = as_numpy(Yp, Yp.numpy().dtype)
     M, d = Y.shape
     P = W.shape[0]
     WT, ZT = W.T.to(Yp.dtype), Z.T.to(Yp.dtype)
     R = pack(G.to(Yp.dtype), WT, ZT, WT - ZT, tile=tile)
-    xs = _numpy(x, Y.dtype)
-    threads = _threads()
-    grad = np.zeros((threads,) + (R.shape[0], 2, d, tile))
-    parts = np.zeros((threads, 2))
-    numba.set_num_threads(threads)
+    xs = as_numpy(x, Y.dtype)
+    n_threads = threads()
+    grad = np.zeros((n_threads,) + (R.shape[0], 2, d, tile))
+    parts = np.zeros((n_threads, 2))
+    numba.set_num_threads(n_threads)
     scalar = Y.dtype.type
-    _penalized_kernel(d, tile, Y.dtype.name)(Y, xs, R, scalar(1.0 / M), scalar(rho / M), grad, parts, block_rows, threads)
+    _penalized_kernel(d, tile, Y.dtype.name)(Y, xs, R, scalar(1.0 / M), scalar(rho / M), grad, parts, block_rows, n_threads)
     total = unpack_gradient(grad.sum(0), P)
     return torch.from_numpy(np.ascontiguousarray(total)).to(W.dtype), float(parts[:, 0].sum()), float(parts[:, 1].sum())

@@ -24,7 +24,7 @@ NOISES = ("gaussian", "exponential", "undersampling")
 DUAL_SOLVERS = ("adam_hinge", "exact")
 
 #: bump when a code change alters trained models, so stale cache entries are not reused
-MODEL_CODE_VERSION = "3"
+MODEL_CODE_VERSION = "4"
 
 
 def check_scale(scale: str) -> str:
@@ -140,7 +140,7 @@ def mnist_denoise_config(scale: str, sigma: float, *, seed: int = 0) -> DenoiseC
 # paper_utils.training.convergence.converge_primal from several Kaiming-uniform initialisations. Iteration budgets
 # (not time limits) keep runs reproducible: the time limit is a safety net far above a budget's expected
 # time, and a seed stopped by it says so. At `cpu` scale on 2 CPU cores a full-batch L-BFGS iteration at
-# m = 512 (M = 470,400 patches) costs about 0.2 s with the fused kernel of paper_utils.nets.relu_patch;
+# m = 512 (M = 470,400 patches) costs about 0.15 s with the fused numba kernel of paper_utils.nets.primal_kernels;
 # the budget there rarely reaches the stopping rule, and every result says whether the rule held.
 # `paper` scale (one GPU) gives the rule room to hold.
 @dataclass(frozen=True)

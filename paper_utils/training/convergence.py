@@ -66,8 +66,9 @@ CONVERGENCE_CODE_VERSION = "2"
 
 
 def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch.Tensor, beta: float, *,
-                    grad: bool = False, chunk_rows: int | None = None, compute_dtype: torch.dtype | None = None):
-    """The objective of eq. (2) in patch form, and optionally its gradient, in fused row chunks
+                    grad: bool = False, chunk_rows: int | None = None, compute_dtype: torch.dtype | None = None,
+                    fused: bool | None = None):
+    """The objective of eq. (2) in patch form, and optionally its gradient, by the fused kernels
     (:func:`paper_utils.nets.relu_patch.relu_patch_sq_grad`).
 
     Args:
@@ -80,6 +81,7 @@ def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch
         chunk_rows: rows per chunk (default: :func:`paper_utils.nets.relu_patch.default_chunk_rows`).
         compute_dtype: dtype of the chunk products (default float32: half the traffic of the (c, m)
             blocks); sums over chunks and the regulariser are accumulated in float64.
+        fused: the numba kernels (True) or the chunked matmul form (False); default: numba where it runs.
 
     Returns:
         ``(objective, loss)`` as Python floats, plus ``(gU, gv)`` (dtype of ``U``) when ``grad``.
@@ -91,7 +93,7 @@ def patch_objective(Yp: torch.Tensor, x: torch.Tensor, U: torch.Tensor, v: torch
     if Yp.device.type == "cpu" and M * U.shape[0] <= SMALL_PROBLEM_ELEMENTS:
         return _small_patch_objective(Yp, x, U, v, beta, grad)
     work = torch.float32 if compute_dtype is None else compute_dtype
-    sq, g = relu_patch_sq_grad(Yp, x, U, v, grad=grad, chunk_rows=chunk_rows, compute_dtype=work)
+    sq, g = relu_patch_sq_grad(Yp, x, U, v, grad=grad, chunk_rows=chunk_rows, compute_dtype=work, fused=fused)
     loss = sq / (2 * M)
     reg = 0.5 * beta * (U.double().pow(2).sum() + v.double().pow(2).sum())
     out = (float(loss + reg), float(loss))
