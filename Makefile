@@ -26,7 +26,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/build/numba-cache
 FRESH ?=
 STORE_MODE := $(if $(FRESH),off,fallback)
 
-.PHONY: venv data figures test unit-tests smoke-figures nbval store bracket bracket-grow theorem1-mnist50 lab bench gpu-bundle clean-cache
+.PHONY: venv data figures test unit-tests smoke-figures nbval store paper-pieces paper-piece bracket bracket-grow theorem1-mnist50 lab bench gpu-bundle clean-cache
 
 venv: $(STAMP) $(KERNEL_SPEC)
 
@@ -49,9 +49,20 @@ data/mnist.npz:
 figures: venv data
 	PAPER_UTILS_STORE_MODE=$(STORE_MODE) $(PY) -m paper_utils.run_notebooks --scale $(SCALE) --device $(DEVICE)
 
-# Copy the cache entries the last cpu run of each notebook used into the committed results store.
+# Copy the cache entries the last cpu run of each notebook used into the committed results store
+# (SCALE=paper: add the entries of the paper pieces run since to results/paper/store).
 store: venv
-	$(PY) -m paper_utils.pipeline.store
+	$(PY) -m paper_utils.pipeline.store --scale $(if $(filter paper,$(SCALE)),paper,cpu)
+
+# The paper's settings in pieces of at most about 90 minutes on 2 cores (paper_utils.paper_pieces):
+# `make paper-pieces` lists them, `make paper-piece PIECE=<name>` runs one, then `make store SCALE=paper`.
+PIECE ?=
+paper-pieces: venv
+	$(PY) -m paper_utils.paper_pieces list
+
+paper-piece: venv data
+	@test -n "$(PIECE)" || { echo "usage: make paper-piece PIECE=<name> (make paper-pieces lists them)"; exit 2; }
+	$(PY) -m paper_utils.paper_pieces run $(PIECE) --device $(DEVICE)
 
 # Theorem 1's bracket on Figure 2's cpu data (about an hour on 2 cores; notebooks 01 and 08's models
 # are reused from the cache or the store): writes results/cpu/bracket_sigma0.5.json and .npz, which

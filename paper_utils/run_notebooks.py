@@ -30,9 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-from paper_utils.pipeline.config import SCALES
+from paper_utils.pipeline.config import DRY_RUN_ENV, DRY_RUN_LBFGS_ITER, SCALES, dry_run
 from paper_utils.pipeline.notebook_clean import KERNEL_DISPLAY_NAME, KERNEL_NAME, clean_notebook
-from paper_utils.pipeline.paths import project_root
+from paper_utils.pipeline.paths import output_dir, project_root
 from paper_utils.pipeline.runtime import DEVICES, resolve_device
 from paper_utils.pipeline.store import access_log_dir
 from paper_utils.report.claims_report import write_report
@@ -121,7 +121,8 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
 
     Raises ``ValueError`` on an unknown scale or device or an ``only`` that matches no notebook, and
     ``RuntimeError`` when ``device="cuda"`` and no CUDA GPU is available, before any notebook starts.
-    ``write_back``: at ``cpu`` scale, write each cleanly executed notebook back to ``notebooks/``.
+    ``write_back``: at ``cpu`` scale, write each cleanly executed notebook back to ``notebooks/``; at ``paper``
+    scale to ``figures/paper/notebooks/``.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
@@ -133,13 +134,20 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
     import papermill
 
     out_dir = project_root() / "build" / scale
+    logs = access_log_dir(scale)
+    if dry_run(scale):  # the paper's sizes with cut budgets (memory plan): nothing of it may reach a real output
+        dry = project_root() / "build" / "dry-run"
+        os.environ.setdefault("PAPER_UTILS_CACHE", str(dry / "cache"))
+        os.environ.setdefault("PAPER_UTILS_OUTPUT", str(dry / "figures"))
+        out_dir, logs, write_back = dry / scale, dry / "cache-access", False
+        log(f"dry run (${DRY_RUN_ENV}): budgets cut to one epoch and {DRY_RUN_LBFGS_ITER} L-BFGS iterations; cache "
+            f"{os.environ['PAPER_UTILS_CACHE']}, outputs {os.environ['PAPER_UTILS_OUTPUT']}")
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = []
     log(f"running {len(todo)} notebooks at scale={scale}, device={device} [{resolved}] -> {out_dir}")
     total = time.perf_counter()
     timings = {"scale": scale, "device": device, "resolved_device": resolved, "python": platform.python_version(),
                "notebooks": []}
-    logs = access_log_dir(scale)
     logs.mkdir(parents=True, exist_ok=True)
     previous = {k: os.environ.get(k) for k in ("PAPER_UTILS_ACCESS_LOG", RUN_STARTED_ENV)}
     try:
@@ -155,8 +163,11 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
                                            cwd=str(nb.parent), kernel_name=KERNEL_NAME, progress_bar=False,
                                            coalesce_streams=True)
                 status = "ok"
-                if scale == "cpu" and write_back:
-                    problems = clean_executed(out_dir / nb.name, nb)
+                if scale in ("cpu", "paper") and write_back:
+                    # cpu: the committed notebooks themselves; paper: figures/paper/notebooks/
+                    target = nb if scale == "cpu" else output_dir("paper") / "notebooks" / nb.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    problems = clean_executed(out_dir / nb.name, target)
                     if problems:
                         status = "ok (outputs: " + "; ".join(problems[:3]) + ")"
             except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook

@@ -143,3 +143,26 @@ def test_notebook_parameters_are_checked_up_front(name, value, message):
         runtime.check_parameters(ns, {"scale", "seed", "device", "exact_solver"})
     ok = {"scale": "cpu", "seed": 3, "device": "auto", "exact_solver": False}
     runtime.check_parameters(ok, set(ok))
+
+
+def test_a_dry_run_cuts_the_paper_budgets_and_is_refused_elsewhere(monkeypatch):
+    """$PAPER_UTILS_DRY_RUN keeps the paper's sizes with one epoch and a few iterations (the memory plan) and
+    raises at smoke and cpu scale, so its results never pass for theirs."""
+    from paper_utils.pipeline import config
+
+    paper = config.mnist_denoise_config("paper", 0.5)
+    monkeypatch.setenv(config.DRY_RUN_ENV, "1")
+    dry = config.mnist_denoise_config("paper", 0.5)
+    assert (dry.n_test, dry.n_patterns, dry.n_filters, dry.epochs) == (paper.n_test, paper.n_patterns, paper.n_filters, 1)
+    assert dry.key() != paper.key()
+    budget = config.optimum_budget("paper")
+    assert budget.adam_epochs == 1 and budget.lbfgs_max_iter == config.DRY_RUN_LBFGS_ITER
+    assert config.mri_optimum_settings("paper")["lbfgs_max_iter"] == config.DRY_RUN_LBFGS_ITER
+    assert config.robustness_config("paper", "gaussian", 0.75).epochs == 1
+    for scale in ("smoke", "cpu"):
+        with pytest.raises(ValueError, match="refused at scale"):
+            config.mnist_denoise_config(scale, 0.5)
+        with pytest.raises(ValueError, match="refused at scale"):
+            config.optimum_budget(scale)
+    monkeypatch.setenv(config.DRY_RUN_ENV, "0")
+    assert config.mnist_denoise_config("paper", 0.5) == paper

@@ -255,3 +255,22 @@ def test_column_compression_keeps_pairwise_distances():
     d_codes = ((codes[:, None, :].astype(float) - codes[None, :, :]) ** 2).sum(-1)
     d_x = ((X[:, None, :].astype(float) - X[None, :, :]) ** 2).sum(-1)
     assert np.allclose(d_codes, d_x, atol=1e-5)
+
+
+def test_predict_bounds_a_batch_by_its_hidden_activations(monkeypatch):
+    """A wide network (the eq. (5) network of a certified dual has up to 2P units) gets smaller batches; the
+    prediction is the same."""
+    import torch
+
+    from paper_utils.nets.primal import PrimalNet
+    from paper_utils.report import interpret
+
+    net = PrimalNet(40, 3, generator=torch.Generator().manual_seed(0)).double()
+    images = torch.randn(7, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    whole = interpret.predict(net, images)
+    calls = []
+    forward = net.forward
+    monkeypatch.setattr(net, "forward", lambda x: calls.append(x.shape[0]) or forward(x))
+    monkeypatch.setattr(interpret, "PREDICT_MAX_ACTIVATIONS", 40 * 36 * 3)   # three images' activations
+    torch.testing.assert_close(interpret.predict(net, images), whole, rtol=1e-14, atol=1e-14)
+    assert calls == [3, 3, 1]

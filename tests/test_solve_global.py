@@ -237,3 +237,16 @@ def test_bad_input():
     with pytest.raises(ValueError, match="G0"):
         solve_global(Y, x, 1e-2, G0=np.ones((2, 3)))
     assert math.isfinite(solve_global(Y, x, 1e-2, max_rounds=0).objective)
+
+
+def test_nonempty_patterns_in_row_blocks_equal_the_dense_test():
+    import torch
+
+    from paper_utils.dual_solver.generation import _nonempty
+
+    gen = torch.Generator().manual_seed(0)
+    Y = torch.randn(5000, 4, generator=gen, dtype=torch.float64).abs()      # every row in the positive orthant
+    G = torch.randn(4, 300, generator=gen, dtype=torch.float64)
+    G[:, :20] = -G[:, :20].abs()                                              # empty patterns
+    assert torch.equal(_nonempty(Y, G), ((Y @ G) > 0).any(0))
+    assert not _nonempty(Y, G)[:20].any()

@@ -14,6 +14,7 @@ def roots(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
     monkeypatch.setenv("PAPER_UTILS_CACHE", str(tmp_path / "build" / "cache"))
     monkeypatch.setenv("PAPER_UTILS_STORE", str(tmp_path / "results" / "cpu" / "store"))
+    monkeypatch.setenv("PAPER_UTILS_PAPER_STORE", str(tmp_path / "results" / "paper" / "store"))
     monkeypatch.delenv("PAPER_UTILS_STORE_MODE", raising=False)
     monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG", raising=False)
     return tmp_path
@@ -87,3 +88,40 @@ def test_refresh_copies_exactly_the_logged_entries(roots, monkeypatch):
 def test_refresh_without_a_run_says_what_to_do(roots):
     with pytest.raises(FileNotFoundError, match="make figures SCALE=cpu"):
         store_mod.refresh("cpu")
+
+
+def test_the_paper_store_grows_piece_by_piece_and_is_read_on_a_miss(roots, monkeypatch):
+    """make store SCALE=paper adds each piece's entries and keeps those already there; a cache miss reads
+    the paper store after the cpu store; the manifest keeps who used each entry."""
+    paper = roots / "results" / "paper" / "store"
+    logs = store_mod.access_log_dir("paper")
+    cache = Cache()
+    monkeypatch.setenv("PAPER_UTILS_ACCESS_LOG", str(logs / "piece-a.log"))
+    cache.save("dual", "first", {"x": torch.tensor(1.0)})
+    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG")
+    assert store_mod.refresh("paper", log=lambda *a: None)[0] == 1
+    (logs / "piece-a.log").unlink()
+    monkeypatch.setenv("PAPER_UTILS_ACCESS_LOG", str(logs / "piece-b.log"))
+    cache.save("exact", "second", {"x": torch.tensor(2.0)})
+    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG")
+    n, _ = store_mod.refresh("paper", log=lambda *a: None)
+    assert n == 2
+    manifest = (paper / "MANIFEST.txt").read_text()
+    assert "scale paper" in manifest and "dual/first.pt  (piece-a)" in manifest and "exact/second.pt  (piece-b)" in manifest
+    assert store_mod.refresh("paper", log=lambda *a: None, prune=True)[0] == 1   # only piece-b's log is left
+    import shutil
+
+    shutil.rmtree(roots / "build" / "cache")
+    monkeypatch.setenv("PAPER_UTILS_STORE_MODE", "strict")
+    assert Cache().load("exact", "second")["x"].item() == 2.0                     # read from the paper store
+    with pytest.raises(StoreEntryMissing, match="make paper-piece"):
+        Cache().load("dual", "first")                                               # pruned
+
+
+def test_the_paper_store_refuses_to_grow_past_its_limit(roots, monkeypatch):
+    monkeypatch.setattr(store_mod, "PAPER_STORE_LIMIT_BYTES", 10)
+    monkeypatch.setenv("PAPER_UTILS_ACCESS_LOG", str(store_mod.access_log_dir("paper") / "piece-a.log"))
+    Cache().save("dual", "big", {"x": torch.zeros(100)})
+    with pytest.raises(RuntimeError, match="above its limit"):
+        store_mod.refresh("paper", log=lambda *a: None)
+    assert not (roots / "results" / "paper" / "store").exists()

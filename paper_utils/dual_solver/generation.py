@@ -37,7 +37,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .arrangement import count_cells_bound, enumerate_cells, hyperplanes
@@ -88,6 +87,15 @@ def _fingerprints(Y: torch.Tensor, G: torch.Tensor, keys: torch.Tensor) -> list[
     for s in range(0, Y.shape[0], step):
         out += keys[:, s:s + step] @ (Y[s:s + step] @ G >= 0).to(F64)
     return [(float(a), float(b)) for a, b in out.T.cpu().tolist()]
+
+
+def _nonempty(Y: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """``(Y @ G > 0).any(0)`` (P,) on CPU, in row blocks of about 2^22 numbers (no (M, P) array)."""
+    out = torch.zeros(G.shape[1], dtype=torch.bool, device=Y.device)
+    step = max(256, (1 << 22) // max(G.shape[1], 1))
+    for s in range(0, Y.shape[0], step):
+        out |= (Y[s:s + step] @ G > 0).any(0)
+    return out.cpu()
 
 
 def _check_args(beta, tol, max_rounds, add_per_round):
@@ -176,7 +184,7 @@ def solve_global(Yp, x, beta: float, *, tol: float = 1e-6, G0=None, n_init: int 
     keys = torch.randint(0, 1 << 20, (2, M), generator=gen, dtype=torch.int64).to(device=device, dtype=F64)
     # distinct, non-empty patterns only
     seen, keep = set(), []
-    nonempty = ((Y @ G) > 0).any(0).cpu()
+    nonempty = _nonempty(Y, G)
     for i, fp in enumerate(_fingerprints(Y, G, keys)):
         if fp not in seen and bool(nonempty[i]):
             seen.add(fp)

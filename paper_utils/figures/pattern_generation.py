@@ -40,7 +40,7 @@ import torch
 
 from paper_utils.pipeline import config, runtime
 from paper_utils.pipeline.cache import Cache
-from paper_utils.pipeline.config import DenoiseConfig, optimum_budget
+from paper_utils.pipeline.config import DRY_RUN_SOLVE_SECONDS, DenoiseConfig, dry_run, optimum_budget
 from paper_utils.figures import theorem1_bracket
 from paper_utils.report.claims import Claim, training_note
 from paper_utils.training.convergence import CONVERGENCE_CODE_VERSION, converge_primal
@@ -60,6 +60,14 @@ __all__ = ["SETTINGS", "GenerationResult", "PatternGenerationResult", "run_gener
 #: slower at this size (measured at smoke size: 32 s against 0.8 s). The number of rounds decides, so
 #: a rerun on any host reaches the same patterns; the time limit is set far above the expected time
 #: (``cpu``: 25 rounds, 1,600 patterns, about 240 s on 2 cores) and a run stopped by it says so.
+def settings(scale: str) -> dict:
+    """``SETTINGS[scale]``; a dry run (:func:`paper_utils.pipeline.config.dry_run`) keeps one round."""
+    s = dict(SETTINGS[scale])
+    if dry_run(scale):
+        s.update(rounds=1, time_limit=DRY_RUN_SOLVE_SECONDS)
+    return s
+
+
 SETTINGS = {
     "smoke": dict(n_images=20, random_P=(32, 64, 128, 256), n_init=32, rounds=4, add=32, time_limit=None),
     "cpu": dict(n_images=50, random_P=(64, 128, 256, 512, 1024, 2048), n_init=64, rounds=25, add=64, time_limit=1800),
@@ -99,7 +107,7 @@ def _problem(cfg: DenoiseConfig, n_images: int, device):
 def run_generation(cfg: DenoiseConfig, scale: str, *, device="cpu", cache: Cache | None = None,
                    progress: bool = False) -> GenerationResult:
     """Random samples solved exactly, then column generation, on ``cfg``'s data (cached)."""
-    s = SETTINGS[scale]
+    s = settings(scale)
     cache = cache or Cache()
     name = f"{cfg.label()}-{cfg.key()}-{scale}-" + "-".join(f"{k}{v}" for k, v in s.items() if k != "random_P") \
         + "-P" + "_".join(map(str, s["random_P"])) + f"-s{SOLVER_VERSION}"
@@ -131,7 +139,7 @@ def converged_primal_objectives(cfg: DenoiseConfig, scale: str, *, device="cpu",
     bound on the full program's ``p*``, as trained: not balanced, see ``../shared/DESIGN.md`` section 11),
     ``converged`` (the stopping rule held; False: stopped by the budget),
     ``stop_reason``, ``seconds``."""
-    s, budget = SETTINGS[scale], optimum_budget(scale)
+    s, budget = settings(scale), optimum_budget(scale)
     cache = cache or Cache()
     name = (f"{cfg.label()}-{cfg.key()}-{scale}-primal-n_images{s['n_images']}-seeds{'_'.join(map(str, budget.seeds))}"
             f"-a{budget.adam_epochs}-l{budget.lbfgs_max_iter}-t{budget.time_limit}-v{CONVERGENCE_CODE_VERSION}")
@@ -280,7 +288,7 @@ def run(scale: str, *, seed: int = 0, device="auto") -> PatternGenerationResult:
     notebook 11's tables and claims (all cached)."""
     dev = runtime.resolve_device(device)
     cfg = config.mnist_denoise_config(scale, 0.5, seed=seed)
-    s = SETTINGS[scale]
+    s = settings(scale)
     res = run_generation(cfg, scale, device=dev)
     primal = converged_primal_objectives(cfg, scale, device=dev)
     small = small_certified()

@@ -6,8 +6,8 @@ Each entry is one ``torch.save`` file ``<cache_dir>/<kind>/<label>-<key>.pt`` pl
 the digest: a corrupt or truncated entry is reported (a warning), deleted and treated as missing,
 so the caller rebuilds it.
 
-Below the cache lies the committed **results store** (``results/cpu/store``, see
-:mod:`paper_utils.pipeline.store`): an entry missing from the cache is read from the store's copy at
+Below the cache lie the committed **results stores** (``results/cpu/store`` and ``results/paper/store``,
+see :mod:`paper_utils.pipeline.store`): an entry missing from the cache is read from a store's copy at
 the same relative path, read-only. ``$PAPER_UTILS_STORE_MODE`` chooses how:
 
 - ``fallback`` (default): read the store on a cache miss; compute what neither has;
@@ -32,12 +32,14 @@ from typing import Any
 import torch
 
 from paper_utils.pipeline.paths import cache_dir as default_cache_dir
-from paper_utils.pipeline.paths import store_dir
+from paper_utils.pipeline.paths import store_dirs
 
 STORE_MODES = ("fallback", "strict", "off")
 
 #: what refreshes the store after a code-version bump or a changed configuration
 REFRESH_COMMAND = "make figures SCALE=cpu && make store"
+#: the same for a paper-scale entry (paper_utils.paper_pieces)
+PAPER_REFRESH_COMMAND = "make paper-piece PIECE=<name> && make store SCALE=paper"
 
 
 class StoreEntryMissing(RuntimeError):
@@ -92,18 +94,26 @@ class Cache:
 
     Args:
         root: cache folder; defaults to ``build/cache`` (or ``$PAPER_UTILS_CACHE``).
-        store: the read-only store folder mirroring ``root``; by default the same relative folder under
-            :func:`paper_utils.pipeline.paths.store_dir` when ``root`` lies inside the cache folder
-            (``build/cache/mri_models/x`` -> ``results/cpu/store/mri_models/x``), else none.
+        store: the read-only store folder mirroring ``root`` (or a list of them, read in order); by default
+            the same relative folder under each of :func:`paper_utils.pipeline.paths.store_dirs` when ``root``
+            lies inside the cache folder (``build/cache/mri_models/x`` -> ``results/cpu/store/mri_models/x``,
+            then ``results/paper/store/mri_models/x``), else none.
     """
 
-    def __init__(self, root: str | Path | None = None, store: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, store: str | Path | list | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.relative = _relative_to(self.root, default_cache_dir())
         if store is not None:
-            self.store = Path(store)
+            self.stores = [Path(s) for s in (store if isinstance(store, (list, tuple)) else [store])]
+        elif self.relative is not None:
+            self.stores = [base / self.relative for base in store_dirs()]
         else:
-            self.store = store_dir() / self.relative if self.relative is not None else None
+            self.stores = []
+
+    @property
+    def store(self) -> Path | None:
+        """The first store folder (the cpu scale's), or ``None``."""
+        return self.stores[0] if self.stores else None
 
     def path(self, kind: str, name: str) -> Path:
         return self.root / kind / f"{name}.pt"
@@ -116,11 +126,10 @@ class Cache:
     def has(self, kind: str, name: str) -> bool:
         """Whether ``load`` would find the entry (cache, or store unless the store mode is ``off``);
         checks that the files exist, not their digests."""
-        for folder in (self.root, self.store if store_mode() != "off" else None):
-            if folder is not None:
-                path = folder / kind / f"{name}.pt"
-                if path.exists() and path.with_suffix(".sha256").exists():
-                    return True
+        for folder in [self.root] + (self.stores if store_mode() != "off" else []):
+            path = folder / kind / f"{name}.pt"
+            if path.exists() and path.with_suffix(".sha256").exists():
+                return True
         return False
 
     def _log_access(self, kind: str, name: str) -> None:
@@ -152,15 +161,19 @@ class Cache:
         payload = self._load_verified(self.path(kind, name))
         source = "cache"
         mode = store_mode()
-        if payload is None and mode != "off" and self.store is not None:
-            stored = self.store / kind / f"{name}.pt"
-            if stored.exists():
-                payload, source = self._load_verified(stored, read_only=True), "store"
+        if payload is None and mode != "off":
+            for folder in self.stores:
+                stored = folder / kind / f"{name}.pt"
+                if stored.exists():
+                    payload, source = self._load_verified(stored, read_only=True), "store"
+                    if payload is not None:
+                        break
         if payload is None and mode == "strict":
             raise StoreEntryMissing(
                 f"results store entry {self.entry(kind, name)!r} is missing for the current code and "
-                f"configuration (store: {self.store}). Refresh the store with `{REFRESH_COMMAND}` "
-                f"(recomputes what is missing at cpu scale) and commit results/cpu.")
+                f"configuration (stores: {', '.join(map(str, self.stores)) or 'none'}). Refresh the store with "
+                f"`{REFRESH_COMMAND}` (recomputes what is missing at cpu scale) and commit results/cpu; at "
+                f"paper scale with `{PAPER_REFRESH_COMMAND}` and commit results/paper.")
         if payload is not None:
             self._log_access(kind, name)
             ENTRY_SOURCES[source] += 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 
 SCALES = ("smoke", "cpu", "paper")
@@ -25,6 +26,32 @@ DUAL_SOLVERS = ("adam_hinge", "exact")
 
 #: bump when a code change alters trained models, so stale cache entries are not reused
 MODEL_CODE_VERSION = "4"
+
+
+#: set (to anything but "" or "0") for a dry run: the paper's sizes with every budget cut to one epoch and a
+#: few iterations, to measure memory (``benchmarks/memory_plan.py``); refused at ``smoke`` and ``cpu``
+DRY_RUN_ENV = "PAPER_UTILS_DRY_RUN"
+#: a dry run's L-BFGS iterations and seconds of each certified solve (it stops after its first steps)
+DRY_RUN_LBFGS_ITER = 3
+DRY_RUN_SOLVE_SECONDS = 1.0
+
+
+def dry_run(scale: str) -> bool:
+    """Whether ``$PAPER_UTILS_DRY_RUN`` asks for a dry run; ``ValueError`` if it does at a scale other than
+    ``paper`` (a dry run's results must never pass for a smoke or cpu run's)."""
+    on = os.environ.get(DRY_RUN_ENV, "") not in ("", "0")
+    if on and scale != "paper":
+        raise ValueError(f"${DRY_RUN_ENV} is set: a dry run cuts the paper scale's budgets to measure its memory; "
+                         f"it is refused at scale {scale!r}")
+    return on
+
+
+def _sizes(table: dict, scale: str) -> dict:
+    """``table[scale]``, with one epoch in a dry run."""
+    sizes = dict(table[check_scale(scale)])
+    if dry_run(scale):
+        sizes["epochs"] = 1
+    return sizes
 
 
 def check_scale(scale: str) -> str:
@@ -131,7 +158,7 @@ def mnist_denoise_config(scale: str, sigma: float, *, seed: int = 0) -> DenoiseC
         sigma: Gaussian noise std in normalised units (paper: 0.25, 0.5, 0.75).
         seed: seed of data subset, noise, init, patterns and batch order.
     """
-    sizes = _MNIST_SIZES[check_scale(scale)]
+    sizes = _sizes(_MNIST_SIZES, scale)
     return DenoiseConfig(scale=scale, noise="gaussian", noise_level=sigma, seed=seed,
                          lr_primal=1e-3, lr_dual=1e-5, **sizes)
 
@@ -172,13 +199,21 @@ _OPTIMUM_BUDGETS = {
     # solves stop on the certified gap (tol), the clocks are safety nets far above the budgets
     "cpu": OptimumBudget(seeds=(0, 1, 2), adam_epochs=5, lbfgs_max_iter=300, time_limit=1800.0,
                          extra_seeds_all_noises=False, exact_time_limit=1800.0),
-    "paper": OptimumBudget(seeds=(0, 1, 2), adam_epochs=30, lbfgs_max_iter=5000),
+    # paper: ours, sized so that the whole fits 2 cores in pieces (paper_utils.paper_pieces): one seed, 30 Adam
+    # epochs and at most 5,000 L-BFGS iterations at about 0.17 s each, is about 16 minutes; three seeds at the
+    # headline sigma = 0.5, seed 0 at the others
+    "paper": OptimumBudget(seeds=(0, 1, 2), adam_epochs=30, lbfgs_max_iter=5000, extra_seeds_all_noises=False),
 }
 
 
 def optimum_budget(scale: str) -> OptimumBudget:
-    """The converged-primal schedule of ``scale`` (see :class:`OptimumBudget`)."""
-    return _OPTIMUM_BUDGETS[check_scale(scale)]
+    """The converged-primal schedule of ``scale`` (see :class:`OptimumBudget`); a dry run's is one Adam
+    epoch and :data:`DRY_RUN_LBFGS_ITER` L-BFGS iterations, each certified solve :data:`DRY_RUN_SOLVE_SECONDS`."""
+    budget = _OPTIMUM_BUDGETS[check_scale(scale)]
+    if dry_run(scale):
+        budget = dataclasses.replace(budget, adam_epochs=1, lbfgs_max_iter=DRY_RUN_LBFGS_ITER,
+                                     exact_time_limit=DRY_RUN_SOLVE_SECONDS)
+    return budget
 
 
 # Robustness, App. B.1 (Fig. 8, 9): m = 25 primal filters (lr 1e-1), P = 8000 patterns (lr 1e-3).
@@ -193,7 +228,7 @@ ROBUSTNESS_NOISES = (("gaussian", 0.75), ("exponential", 1.15))
 
 def robustness_config(scale: str, noise: str, level: float, *, seed: int = 0) -> DenoiseConfig:
     """Figures 8-9: primal m = 25 (Adam lr 1e-1) vs dual P = 8000 (Adam lr 1e-3), batch 25."""
-    sizes = _ROBUSTNESS_SIZES[check_scale(scale)]
+    sizes = _sizes(_ROBUSTNESS_SIZES, scale)
     return DenoiseConfig(scale=scale, noise=noise, noise_level=level, seed=seed, n_filters=25,
                          lr_primal=1e-1, lr_dual=1e-3, **sizes)
 
@@ -250,7 +285,7 @@ _MRI_OPTIMUM = {
 
 def mri_config(scale: str, acceleration: int, *, seed: int = 0) -> DenoiseConfig:
     """Figures 6, 7, 11: de-aliasing SENSE-combined zero-filled images at acceleration R."""
-    sizes = _MRI_SIZES[check_scale(scale)]
+    sizes = _sizes(_MRI_SIZES, scale)
     return DenoiseConfig(scale=scale, dataset="mri", noise="undersampling", noise_level=float(acceleration),
                          seed=seed, kernel_size=7, residual=True, batch_size=2, lr_primal=1e-3, lr_dual=5e-7,
                          **sizes)
@@ -258,5 +293,9 @@ def mri_config(scale: str, acceleration: int, *, seed: int = 0) -> DenoiseConfig
 
 def mri_optimum_settings(scale: str) -> dict:
     """The optimum basis of Figures 6, 7, 11 at ``scale``: accelerations, training slices, primal seeds,
-    time limit (s) of the exact solver and of each converged primal, the converged primal's schedule."""
-    return dict(_MRI_OPTIMUM[check_scale(scale)])
+    time limit (s) of the exact solver and of each converged primal, the converged primal's schedule
+    (a dry run: one Adam epoch, :data:`DRY_RUN_LBFGS_ITER` L-BFGS iterations, :data:`DRY_RUN_SOLVE_SECONDS`)."""
+    settings = dict(_MRI_OPTIMUM[check_scale(scale)])
+    if dry_run(scale):
+        settings.update(adam_epochs=1, lbfgs_max_iter=DRY_RUN_LBFGS_ITER, time_limit=DRY_RUN_SOLVE_SECONDS)
+    return settings

@@ -28,11 +28,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PAPER_UTILS_CACHE", project_root() / "build" / "cache"))
 
 
-def store_dir() -> Path:
-    """``results/cpu/store/``: the committed results store (trained models, certified solutions,
-    converged seeds), read when an entry is missing from :func:`cache_dir` (see
-    :mod:`paper_utils.pipeline.store`); ``$PAPER_UTILS_STORE`` overrides it."""
-    return Path(os.environ.get("PAPER_UTILS_STORE", project_root() / "results" / "cpu" / "store"))
+#: the committed results stores, one per scale that has one, and the variable that overrides each folder
+STORE_ENV = {"cpu": "PAPER_UTILS_STORE", "paper": "PAPER_UTILS_PAPER_STORE"}
+
+
+def store_dir(scale: str = "cpu") -> Path:
+    """``results/<scale>/store/``: the committed results store of ``scale`` (``cpu`` or ``paper``: trained
+    models, certified solutions, converged seeds), read when an entry is missing from :func:`cache_dir`
+    (see :mod:`paper_utils.pipeline.store`); ``$PAPER_UTILS_STORE`` (cpu) and ``$PAPER_UTILS_PAPER_STORE``
+    (paper) override them."""
+    if scale not in STORE_ENV:
+        raise ValueError(f"scale {scale!r} has no results store; expected one of {tuple(STORE_ENV)}")
+    env = os.environ.get(STORE_ENV[scale])
+    return Path(env) if env else project_root() / "results" / scale / "store"
+
+
+def store_dirs() -> list[Path]:
+    """Every scale's results store, in the order a cache miss reads them (cpu, then paper). Entries are
+    keyed by configuration, which includes the scale; the few whose name is the same at both scales
+    (Theorem 1's small problems) are kept in the cpu store only (:func:`paper_utils.pipeline.store.refresh`)."""
+    return [store_dir(scale) for scale in STORE_ENV]
 
 
 def output_dir(scale: str) -> Path:

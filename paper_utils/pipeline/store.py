@@ -16,6 +16,16 @@ Each notebook's run writes the entries it used to ``build/cpu/cache-access/<note
 :func:`refresh` takes the union of the notebooks' latest logs, so a run of a few notebooks
 (``--only``) refreshes theirs and keeps the others'. ``MANIFEST.txt`` lists every entry with its size
 and digest.
+
+The ``paper`` scale's store, ``results/paper/store/``, is built in pieces (:mod:`paper_utils.paper_pieces`:
+one noise level, one group of P values, one set of seeds, each at most about 90 minutes on 2 cores).
+A piece logs its entries to ``build/paper/cache-access/piece-<name>.log``, and ``make store SCALE=paper``
+*adds* the logged entries to the store and keeps every entry already there (``--prune`` keeps only the
+logged ones, as at ``cpu``), so pieces run on different machines merge by copying their logs and cache
+entries, or by committing one after another.
+
+    make paper-piece PIECE=01-sigma0.5-dual    # computes what the cache and both stores lack
+    make store SCALE=paper                     # adds the piece's entries to results/paper/store
 """
 
 from __future__ import annotations
@@ -50,15 +60,48 @@ def _source(entry: str, store: Path) -> Path:
     raise FileNotFoundError(f"entry {entry} is in neither {cache_dir()} nor {store}: run `make figures SCALE=cpu` first")
 
 
-def refresh(scale: str = "cpu", store: Path | None = None, log=print) -> tuple[int, int]:
-    """Rebuild the store from the logged entries; returns (entries, bytes). The new store replaces the
-    old one only once it is complete."""
-    if scale != "cpu":
-        raise ValueError(f"the committed store holds the cpu scale only, not {scale!r}")
-    store = Path(store) if store is not None else store_dir()
+#: the paper store's size limit (it is committed): a refresh above it fails
+PAPER_STORE_LIMIT_BYTES = 60 * 2**20
+
+
+def _manifest_users(store: Path) -> dict[str, list[str]]:
+    """``{entry: [user, ...]}`` from an existing ``MANIFEST.txt`` (empty if none)."""
+    path = store / "MANIFEST.txt"
+    out: dict[str, list[str]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        parts = line.split(None, 2)
+        if len(parts) == 3:
+            entry, _, users = parts[2].partition("  (")
+            out[entry.strip()] = [u.strip() for u in users.rstrip(")").split(",") if u.strip()]
+    return out
+
+
+def refresh(scale: str = "cpu", store: Path | None = None, log=print, prune: bool | None = None) -> tuple[int, int]:
+    """Rebuild ``scale``'s store from the logged entries; returns (entries, bytes). At ``cpu`` (and with
+    ``prune``) the store holds exactly the logged entries; at ``paper`` it keeps its entries and adds the
+    logged ones. The new store replaces the old one only once it is complete."""
+    if scale not in ("cpu", "paper"):
+        raise ValueError(f"the committed stores hold the cpu and paper scales, not {scale!r}")
+    prune = (scale == "cpu") if prune is None else prune
+    store = Path(store) if store is not None else store_dir(scale)
     per_notebook = logged_entries(scale)
     if not per_notebook:
-        raise FileNotFoundError(f"no access logs in {access_log_dir(scale)}: run `make figures SCALE=cpu` first")
+        what = "make figures SCALE=cpu" if scale == "cpu" else "make paper-piece PIECE=<name>"
+        raise FileNotFoundError(f"no access logs in {access_log_dir(scale)}: run `{what}` first")
+    if not prune and store.exists():
+        for entry, users in _manifest_users(store).items():
+            if (store / entry).exists():
+                for user in users:
+                    if entry not in per_notebook.setdefault(user, []):
+                        per_notebook[user].append(entry)
+    if scale == "paper":
+        # an entry whose name is the same at both scales (Theorem 1's small problems) stays in the cpu store
+        cpu_store = store_dir("cpu")
+        per_notebook = {k: [e for e in v if not (cpu_store / e).exists()] for k, v in per_notebook.items()}
     entries = sorted(set(e for v in per_notebook.values() for e in v))
     store.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(dir=store.parent, prefix=".store-"))
@@ -75,7 +118,11 @@ def refresh(scale: str = "cpu", store: Path | None = None, log=print) -> tuple[i
         total += size
         manifest.append(f"{size:>10d}  {sha256_file(dst)[:16]}  {entry}")
     users = {e: [nb for nb, v in per_notebook.items() if e in v] for e in entries}
-    lines = [f"# results store, scale cpu: {len(entries)} entries, {total / 2**20:.1f} MiB",
+    if scale == "paper" and total > PAPER_STORE_LIMIT_BYTES:
+        shutil.rmtree(new, ignore_errors=True)
+        raise RuntimeError(f"the paper store would hold {total / 2**20:.1f} MiB, above its limit of "
+                           f"{PAPER_STORE_LIMIT_BYTES / 2**20:.0f} MiB; nothing was changed")
+    lines = [f"# results store, scale {scale}: {len(entries)} entries, {total / 2**20:.1f} MiB",
              "# bytes  sha256[:16]  entry  (used by notebooks)"]
     lines += [f"{m}  ({', '.join(users[e])})" for m, e in zip(manifest, entries)]
     (new / "MANIFEST.txt").write_text("\n".join(lines) + "\n")
@@ -84,17 +131,20 @@ def refresh(scale: str = "cpu", store: Path | None = None, log=print) -> tuple[i
         store.rename(old)
     new.rename(store)
     shutil.rmtree(old, ignore_errors=True)
-    log(f"results store {store}: {len(entries)} entries from {len(per_notebook)} notebooks, {total / 2**20:.1f} MiB")
+    log(f"results store {store}: {len(entries)} entries from {len(per_notebook)} notebooks or pieces, "
+        f"{total / 2**20:.1f} MiB")
     return len(entries), total
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Copy the cache entries the last cpu run used into the committed store.")
-    parser.add_argument("--scale", default="cpu", choices=("cpu",))
+    parser = argparse.ArgumentParser(description="Copy the cache entries the last run used into the committed store "
+                                                 "(cpu: exactly them; paper: added to those already there).")
+    parser.add_argument("--scale", default="cpu", choices=("cpu", "paper"))
+    parser.add_argument("--prune", action="store_true", help="paper: keep only the logged entries")
     args = parser.parse_args(argv)
     try:
-        refresh(args.scale)
-    except FileNotFoundError as exc:
+        refresh(args.scale, prune=True if args.prune else None)
+    except (FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -384,10 +384,23 @@ def foreground_mask(images: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------- test examples (Fig. 3)
+#: the most hidden activations one batch of :func:`predict` holds (2^30 float32 numbers, 4 GiB): the
+#: eq. (5) network of a certified dual at P = 8,000 has up to 2P = 16,000 units, 12.5 million activations
+#: per 28 x 28 image
+PREDICT_MAX_ACTIVATIONS = 1 << 30
+
+
 def predict(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """``net(images)`` in batches, without gradient, on the network's device; returns (N, 1, H, W) on CPU."""
+    """``net(images)`` in batches, without gradient, on the network's device; returns (N, 1, H, W) on CPU.
+
+    A network with ``n_filters`` hidden units gets batches of at most ``batch_size`` images and at most
+    :data:`PREDICT_MAX_ACTIVATIONS` hidden activations."""
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    width = getattr(net, "n_filters", None)
+    if isinstance(width, int) and width > 0:
+        per_image = width * images[0, 0].numel()
+        batch_size = max(1, min(batch_size, PREDICT_MAX_ACTIVATIONS // per_image))
     device = next(iter(net.buffers()), None)
     device = device.device if device is not None else next(net.parameters()).device
     outs = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from paper_utils.pipeline.cache import Cache
+from paper_utils.pipeline import config
 from paper_utils.pipeline.config import DenoiseConfig
 from paper_utils.data.mnist import DenoisingSet, load_mnist, mnist_denoising
 from paper_utils.nets.dual import DualNet, sample_generators
@@ -128,6 +129,8 @@ def load_or_solve_exact_data(cfg: DenoiseConfig, train: DenoisingSet, G: torch.T
     keeps the wall times of the run that computed it.
     """
     cache = cache or Cache()
+    if config.dry_run(cfg.scale):  # a memory dry run: the solve's first steps only
+        time_limit = min(time_limit or config.DRY_RUN_SOLVE_SECONDS, config.DRY_RUN_SOLVE_SECONDS)
     name = f"{cfg.label()}-{cfg.key()}-tol{tol:g}-s{SOLVER_VERSION}"
     payload = cache.load("exact", name)
     if payload is not None:
@@ -201,7 +204,6 @@ def main(argv: list[str] | None = None) -> None:
     """
     import argparse
 
-    from paper_utils.pipeline import config
     from paper_utils.pipeline import runtime
 
     parser = argparse.ArgumentParser(description="Train and cache Figure 2's primal and dual networks.")
