@@ -23,6 +23,18 @@ def tmp_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def roots(tmp_path, monkeypatch):
+    """A temporary project root with its own cache, cpu and paper stores, no store mode and no access log."""
+    monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
+    monkeypatch.setenv("PAPER_UTILS_CACHE", str(tmp_path / "build" / "cache"))
+    monkeypatch.setenv("PAPER_UTILS_STORE", str(tmp_path / "results" / "cpu" / "store"))
+    monkeypatch.setenv("PAPER_UTILS_PAPER_STORE", str(tmp_path / "results" / "paper" / "store"))
+    monkeypatch.delenv("PAPER_UTILS_STORE_MODE", raising=False)
+    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
 def fake_mnist():
     """A deterministic stand-in with MNIST's shapes (tests must not depend on the real download)."""
     from paper_utils.data.mnist import MnistArrays

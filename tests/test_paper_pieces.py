@@ -13,17 +13,6 @@ from paper_utils.pipeline import store as store_mod
 from paper_utils.pipeline.cache import Cache
 
 
-@pytest.fixture
-def roots(tmp_path, monkeypatch):
-    monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
-    monkeypatch.setenv("PAPER_UTILS_CACHE", str(tmp_path / "build" / "cache"))
-    monkeypatch.setenv("PAPER_UTILS_STORE", str(tmp_path / "results" / "cpu" / "store"))
-    monkeypatch.setenv("PAPER_UTILS_PAPER_STORE", str(tmp_path / "results" / "paper" / "store"))
-    monkeypatch.delenv("PAPER_UTILS_STORE_MODE", raising=False)
-    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG", raising=False)
-    return tmp_path
-
-
 def test_the_pieces_cover_the_mnist_notebooks_within_90_minutes_each():
     pieces = paper_pieces.pieces()
     names = [p.name for p in pieces]

@@ -9,17 +9,6 @@ from paper_utils.pipeline import store as store_mod
 from paper_utils.pipeline.cache import Cache, StoreEntryMissing
 
 
-@pytest.fixture
-def roots(tmp_path, monkeypatch):
-    monkeypatch.setenv("PAPER_UTILS_ROOT", str(tmp_path))
-    monkeypatch.setenv("PAPER_UTILS_CACHE", str(tmp_path / "build" / "cache"))
-    monkeypatch.setenv("PAPER_UTILS_STORE", str(tmp_path / "results" / "cpu" / "store"))
-    monkeypatch.setenv("PAPER_UTILS_PAPER_STORE", str(tmp_path / "results" / "paper" / "store"))
-    monkeypatch.delenv("PAPER_UTILS_STORE_MODE", raising=False)
-    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG", raising=False)
-    return tmp_path
-
-
 def _stored(root, kind, name, value):
     """An entry written to the store as the store would hold it (a Cache rooted at the store)."""
     Cache(root / "results" / "cpu" / "store", store=root / "none").save(kind, name, {"x": torch.tensor(value)})
