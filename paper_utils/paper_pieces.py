@@ -134,10 +134,10 @@ def _chain(*computes):
 # Projected minutes on 2 cores (benchmarks/README.md, fused kernels): a P = 8,000 dual trains 30 epochs in
 # about 22 min, 85% of it evaluating the 10,000 test images each epoch (time ~ P); the m = 512 primal's 30
 # epochs with evaluations about 1.5 min; a certified solve at P = 8,000 about 3.5 min plus the eq. (5)
-# network's objective; a converged m = 512 seed (30 Adam epochs, <= 5,000 L-BFGS iterations) about 16 min,
+# network's objective (measured: 405 s in all); a converged m = 512 seed (30 Adam epochs, <= 5,000 L-BFGS iterations) about 16 min,
 # an m = 25 seed about 3 min.
 _DUAL_MIN_PER_P = 22.0 / 8000
-_EXACT_MIN_P8000 = 5.0
+_EXACT_MIN_P8000 = 7.0
 
 
 def _dual_minutes(counts) -> float:
