@@ -8,7 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "paper_utils"
 
 #: the layers, bottom up: a module may import its own layer and the layers below it
-LAYERS = ("pipeline", "data", "nets", "dual_solver", "training", "report", "mri", "figures", "run_notebooks")
+LAYERS = ("pipeline", "data", "nets", "dual_solver", "training", "report", "mri", "figures", "run_notebooks",
+          "paper_pieces")
 MAX_LINES = 500
 
 
