@@ -25,6 +25,8 @@ images (M = 784,000), beta = 1e-5:
 - ``mri_primal_lbfgs_eval``, ``mri_dual_eval``: the same two kernels at the MRI shapes, k = 7 (d = 49),
   m = 512, P = 2,000, on M = 80 x 80 x 32 = 204,800 patch rows of *random* images (building the MRI
   data needs SigPy and minutes; the kernels' cost does not depend on the values);
+- ``*_adam_epoch_torch_parallel``: the same epochs with torch on all its threads between the fused kernels
+  (``numba_runtime.torch_serial`` off), the A/B of that rule in one process;
 - with ``--eager``, also ``dual_eval_test_eager`` and ``dual_adam_epoch_eager`` (the unfused chunk kernels).
 
 Per kernel: one warm-up call, then the median of ``--repeats`` timed calls (``dual_eval_train_first``:
@@ -63,6 +65,8 @@ bandwidth, not memory's): ``--images 20 --test-images 20 --mri-images 1 --repeat
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import fnmatch
 import math
 import os
@@ -288,6 +292,19 @@ def primal_adam_epoch(ctx: Context) -> Run:
                f"M {M} d {d} m {m} batch {cfg.batch_size} steps {steps} patch form")
 
 
+def torch_parallel(run: Run) -> Run:
+    """The same Adam epoch with torch's own operations on all its threads between the fused kernels' calls
+    (``numba_runtime.torch_serial`` switched off): the measured reason for that rule, in the same process."""
+    def call():
+        saved = numba_runtime.torch_serial
+        numba_runtime.torch_serial = lambda active=True: contextlib.nullcontext()
+        try:
+            return run.call()
+        finally:
+            numba_runtime.torch_serial = saved
+    return dataclasses.replace(run, call=call, note=run.note + "; torch on all threads between kernels")
+
+
 def primal_eval_test(ctx: Context) -> Run:
     """``primal_objective(net, Y_test, X_test, beta)`` (patch form, batches of 500, no gradient), as
     ``train_primal``'s evaluation.
@@ -416,9 +433,13 @@ def kernel_specs(ctx: Context, eager: bool) -> list[tuple[str, Callable[[], Run]
     if eager:
         specs.append(("dual_eval_test_eager", evaluation("test", fast_=False)))
     specs.append(("dual_adam_epoch", lambda: dual_adam_epoch(ctx, fast)))
+    if fast and ctx.dev.type == "cpu":
+        specs.append(("dual_adam_epoch_torch_parallel", lambda: torch_parallel(dual_adam_epoch(ctx, fast))))
     if eager:
         specs.append(("dual_adam_epoch_eager", lambda: dual_adam_epoch(ctx, False)))
     specs.append(("primal_adam_epoch", lambda: primal_adam_epoch(ctx)))
+    if ctx.dev.type == "cpu":
+        specs.append(("primal_adam_epoch_torch_parallel", lambda: torch_parallel(primal_adam_epoch(ctx))))
     specs.append(("primal_eval_test", lambda: primal_eval_test(ctx)))
     specs.append(("solver_operator_pass", lambda: solver_operator_pass(ctx)))
 

@@ -118,3 +118,50 @@ def test_time_limited_exact_solution_is_resolved_under_a_longer_limit(fake_mnist
     assert calls == [] and same.solution.objective == cut.solution.objective
     full = experiments.load_or_solve_exact_data(cfg, tr, G, tol=1e-10, time_limit=None)
     assert calls == [None] and full.solution.objective <= cut.solution.objective
+
+
+def test_adam_epochs_are_the_same_bits_with_torch_on_one_thread(fake_mnist, monkeypatch):
+    """``numba_runtime.torch_serial`` (torch on one thread around the fused kernels' Adam steps) is a speed
+    change only: at the paper's m = 512 and P = 4,000 (W above the grain), epochs with and without it give the same bits."""
+    import contextlib
+
+    from paper_utils.nets import numba_runtime
+    from paper_utils.nets.dual import DualNet, sample_generators
+    from paper_utils.nets.patches import extract_patches
+    from paper_utils.nets.primal import PrimalNet
+    from paper_utils.training import adam
+
+    if not numba_runtime.available(9):
+        pytest.skip("numba is not importable")
+    cfg = config.mnist_denoise_config("smoke", 0.5).replace(n_train=50, n_test=5, n_filters=512, n_patterns=4000,
+                                                            batch_size=25)
+    tr, _ = mnist_denoising(cfg.n_train, cfg.n_test, cfg.noise, cfg.noise_level, seed=cfg.seed, arrays=fake_mnist)
+    Y, X = tr.noisy, tr.clean
+    Yp = extract_patches(Y, cfg.kernel_size)
+    Yp_img, x_img = Yp.reshape(len(Y), -1, Yp.shape[-1]), X.reshape(len(Y), -1)
+    G = sample_generators(Yp, cfg.n_patterns, seed=0)
+
+    def epochs(serial: bool):
+        if not serial:
+            monkeypatch.setattr(numba_runtime, "torch_serial", lambda active=True: contextlib.nullcontext())
+        primal = PrimalNet(cfg.n_filters, cfg.kernel_size, generator=torch.Generator().manual_seed(0))
+        dual = DualNet(G, cfg.kernel_size)
+        with torch.no_grad():
+            dual.W.normal_(generator=torch.Generator().manual_seed(1)).mul_(1e-2)
+        opts = adam.paper_adam(primal.parameters(), cfg.lr_primal), adam.paper_adam(dual.parameters(), 1e-3)
+        for _ in range(2):
+            adam.primal_epoch(primal, opts[0], Y, X, cfg, torch.Generator().manual_seed(2))
+            adam.dual_epoch(dual, opts[1], Yp_img, x_img, cfg, torch.Generator().manual_seed(3))
+        monkeypatch.undo()
+        return [p.detach().clone() for p in (*primal.parameters(), *dual.parameters())]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the comparison needs torch's parallel path on the other side
+    try:
+        serial, parallel = epochs(True), epochs(False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(serial, parallel))
+    assert not torch.equal(serial[0], PrimalNet(cfg.n_filters, cfg.kernel_size,
+                                                generator=torch.Generator().manual_seed(0)).conv1.weight)

@@ -10,6 +10,7 @@ the element-wise work into the same loop. Compiled code is cached on disk (numba
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -50,7 +51,12 @@ def available(d: int | None = None) -> bool:
 def enabled(Yp: torch.Tensor, fast: bool = True) -> bool:
     """Whether a model should route ``Yp`` (M, d) to the fused kernels: ``fast``, a CPU tensor,
     d <= :data:`MAX_FUSED_D`, numba importable, and ``$PAPER_UTILS_NO_COMPILE`` unset."""
-    return (fast and Yp.device.type == "cpu" and available(Yp.shape[-1])
+    return routes(Yp.device, Yp.shape[-1], fast)
+
+
+def routes(device: torch.device, d: int, fast: bool = True) -> bool:
+    """:func:`enabled` for patches of dimension ``d`` on ``device``, before they are extracted."""
+    return (fast and torch.device(device).type == "cpu" and available(d)
             and not os.environ.get("PAPER_UTILS_NO_COMPILE"))
 
 
@@ -69,9 +75,41 @@ def pack(*factors: torch.Tensor | np.ndarray, tile: int = TILE) -> np.ndarray:
     return out
 
 
+#: the kernels' thread count while :func:`torch_serial` holds torch to one thread (None: torch's)
+_kernel_threads: int | None = None
+
+
 def threads() -> int:
-    """Threads for a kernel: torch's, capped by numba's pool."""
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    """Threads for a kernel: torch's (or the count :func:`torch_serial` kept), capped by numba's pool."""
+    n = torch.get_num_threads() if _kernel_threads is None else _kernel_threads
+    return max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+@contextlib.contextmanager
+def torch_serial(active: bool = True):
+    """Inside, torch's own operations run on one thread while the fused kernels keep the threads torch had.
+
+    An Adam step on the fused path alternates a few milliseconds of kernel work with small torch operations
+    (patch extraction, the loss, the optimiser's update). After each of those, torch's OpenMP workers
+    spin-wait and take cores from numba's workers in the next kernel call: inside an Adam loop a fused
+    forward pass took about twice its time alone (``benchmarks/README.md``). With torch on one thread only
+    the kernels run in parallel. The results do not change: a step's torch operations are element-wise,
+    reduce along rows, or reduce fewer elements than torch's parallel grain (32,768), so they are the same
+    bits on one thread (``tests/test_adam.py`` compares epochs bit for bit). ``active=False`` does nothing
+    (the CUDA and chunked paths, where torch does the work).
+    """
+    global _kernel_threads
+    if not active or _kernel_threads is not None:
+        yield
+        return
+    before = torch.get_num_threads()
+    _kernel_threads = before
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        _kernel_threads = None
 
 
 def check_patches(Yp: torch.Tensor, what: str) -> None:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from paper_utils.pipeline.config import DenoiseConfig
 from paper_utils.data.mnist import DenoisingSet
+from paper_utils.nets import numba_runtime
 from paper_utils.nets.dual import DualNet, sample_generators
 from paper_utils.nets.patches import extract_patches
 from paper_utils.nets.primal import PrimalNet, primal_objective
@@ -106,11 +107,13 @@ def primal_epoch(net: PrimalNet, opt: torch.optim.Optimizer, Y: torch.Tensor, X:
     """One epoch of the paper's primal Adam: minibatches of ``cfg.batch_size`` images ``Y``, ``X``
     (N, 1, H, W) drawn by ``gen``, loss ``1/2 mean((f(Y) - X)^2) + beta/2 (||U||^2 + ||v||^2)`` (eq. 2),
     ``f`` computed in patch form by the fused kernel (:meth:`PrimalNet.patch_forward`)."""
-    for idx in _batches(len(Y), cfg.batch_size, gen):
-        loss = 0.5 * (net.patch_forward(Y[idx]) - X[idx]).pow(2).mean() + net.regularizer(cfg.beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    fused = numba_runtime.routes(Y.device, Y.shape[1] * net.kernel_size ** 2)
+    with numba_runtime.torch_serial(fused):
+        for idx in _batches(len(Y), cfg.batch_size, gen):
+            loss = 0.5 * (net.patch_forward(Y[idx]) - X[idx]).pow(2).mean() + net.regularizer(cfg.beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
     _check_finite(float(loss.detach()), "primal loss", cfg)
 
 
@@ -120,13 +123,14 @@ def dual_epoch(net: DualNet, opt: torch.optim.Optimizer, Yp_img: torch.Tensor, x
     ``cfg.batch_size`` images of patches ``Yp_img`` (N, H W, d) and targets ``x_img`` (N, H W) drawn by
     ``gen``. Returns the mean hinge term over the epoch's steps."""
     hinge_sum, n_steps = 0.0, 0
-    for idx in _batches(len(Yp_img), cfg.batch_size, gen):
-        parts = net.penalized_loss(Yp_img[idx].reshape(-1, Yp_img.shape[-1]), x_img[idx].reshape(-1),
-                                   cfg.beta, cfg.hinge_weight)
-        opt.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        opt.step()
-        hinge_sum += float(parts["hinge"]); n_steps += 1
+    with numba_runtime.torch_serial(numba_runtime.enabled(Yp_img, net.fast)):
+        for idx in _batches(len(Yp_img), cfg.batch_size, gen):
+            parts = net.penalized_loss(Yp_img[idx].reshape(-1, Yp_img.shape[-1]), x_img[idx].reshape(-1),
+                                       cfg.beta, cfg.hinge_weight)
+            opt.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            opt.step()
+            hinge_sum += float(parts["hinge"]); n_steps += 1
     _check_finite(float(parts["total"].detach()), "dual loss", cfg)
     return hinge_sum / n_steps
 
