@@ -13,10 +13,13 @@ The GPU projection adds to it the blocks that are larger on CUDA than on CPU (th
 its temporaries; everything else a notebook holds on the GPU it also holds on the CPU here, so the sum
 bounds the GPU peak from above (host-side copies included). It is a projection, not a measurement.
 A notebook stopped by ``--timeout`` (a safety net) keeps the largest resident set sampled until then,
-marked as a lower bound.
+marked as a lower bound. ``--full`` measures a notebook's real paper-scale run instead (from the stores,
+once its pieces are in; it writes ``figures/paper/``): the same data and widths, the same peak or above;
+each row says which run it measured (``run``: ``dry`` or ``full``).
 
     python benchmarks/memory_plan.py                 # all 12 notebooks -> benchmarks/results/memory_plan_paper.json
     python benchmarks/memory_plan.py --only 01 03    # some
+    python benchmarks/memory_plan.py --full --only 04   # the real paper-scale run of 04, measured
 """
 
 from __future__ import annotations
@@ -94,11 +97,14 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def run_one(notebook: str, timeout: float, poll: float = 0.5) -> dict:
-    """Run ``notebook``'s dry run; its peak is the larger of ``ru_maxrss`` of the waited-for processes (the
+def run_one(notebook: str, timeout: float, poll: float = 0.5, full: bool = False) -> dict:
+    """Run ``notebook``'s dry run (``full``: its real paper-scale run, from the stores); its peak is the larger of ``ru_maxrss`` of the waited-for processes (the
     largest single process, when the run ends) and the largest sampled sum of the tree's resident sets
     (every ``poll`` seconds; on a timeout the only number, a lower bound of the peak)."""
-    env = dict(os.environ, PAPER_UTILS_DRY_RUN="1")
+    env = dict(os.environ)
+    env.pop("PAPER_UTILS_DRY_RUN", None)
+    if not full:
+        env["PAPER_UTILS_DRY_RUN"] = "1"
     env.setdefault("OMP_NUM_THREADS", "2")
     cmd = [sys.executable, "-c", _WRAP, sys.executable, "-m", "paper_utils.run_notebooks", "--scale", "paper",
            "--only", notebook[:2], "--no-write-back"]
@@ -124,7 +130,7 @@ def run_one(notebook: str, timeout: float, poll: float = 0.5) -> dict:
         (line.split("s  ", 1)[1].strip() for line in out.splitlines() if line.startswith(notebook[:2]) and "s  " in line),
         f"exit {proc.returncode}")
     extra = cuda_extra_bytes(notebook)
-    row = {"notebook": notebook, "status": status, "seconds": round(seconds, 1),
+    row = {"notebook": notebook, "run": "full" if full else "dry", "status": status, "seconds": round(seconds, 1),
            "peak_rss_gib": round(peak_gib, 2), "peak_is_lower_bound": timed_out,
            "cuda_extra_gib": {k: round(v / GIB, 2) for k, v in extra.items()},
            "projected_gpu_gib": round(peak_gib + sum(extra.values()) / GIB, 1)}
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=None, help="notebook numbers, e.g. 01 07")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per notebook (a safety net)")
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--full", action="store_true",
+                        help="measure the real paper-scale run instead of the dry run (it writes figures/paper/)")
     args = parser.parse_args(argv)
     todo = [nb for nb in NOTEBOOKS if args.only is None or nb[:2] in args.only]
     if not todo:
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = json.loads(args.out.read_text())["notebooks"] if args.out.exists() else []
     rows = [r for r in rows if r["notebook"] not in todo]
     for nb in todo:
-        row = run_one(nb, args.timeout)
+        row = run_one(nb, args.timeout, full=args.full)
         rows.append(row)
         print(f"{nb:32s} {row['status']:>8s} {row['seconds']:8.1f} s  peak RSS "
               f"{'>= ' if row['peak_is_lower_bound'] else ''}{row['peak_rss_gib']} GiB  "
