@@ -26,7 +26,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/build/numba-cache
 FRESH ?=
 STORE_MODE := $(if $(FRESH),off,fallback)
 
-.PHONY: venv data figures test unit-tests smoke-figures nbval store paper-pieces paper-piece bracket bracket-grow theorem1-mnist50 lab bench gpu-bundle clean-cache
+.PHONY: venv data figures test test-paper unit-tests smoke-figures nbval store paper-pieces paper-piece bracket bracket-grow theorem1-mnist50 lab bench gpu-bundle clean-cache
 
 venv: $(STAMP) $(KERNEL_SPEC)
 
@@ -100,6 +100,14 @@ nbval: venv data
 	rm -rf build/test/nbval/figures
 	PAPER_UTILS_CACHE=$(CURDIR)/build/test/nbval/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/nbval/figures PAPER_UTILS_STORE_MODE=strict \
 	  $(PY) -m pytest -q notebooks --nbval-lax --nbval-kernel-name $(KERNEL) --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# nbval over the paper-scale notebooks (figures/paper/notebooks/), re-executed against the stores (strict):
+# not part of `make test`, since each re-runs its evaluations at the paper's sizes (10,000 test images,
+# P = 8,000): minutes per notebook on 2 cores.
+test-paper: venv data
+	rm -rf build/test/nbval-paper/figures
+	PAPER_UTILS_CACHE=$(CURDIR)/build/test/nbval-paper/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/nbval-paper/figures PAPER_UTILS_STORE_MODE=strict \
+	  $(PY) -m pytest -q figures/paper/notebooks --nbval-lax --nbval-kernel-name $(KERNEL) --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # As root (a container, say) Jupyter refuses to start without --allow-root. LAB_ARGS adds options,
 # e.g. make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8899".
