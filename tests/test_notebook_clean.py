@@ -17,7 +17,9 @@ from paper_utils import run_notebooks
 from paper_utils.pipeline import notebook_clean
 from paper_utils.report import run_status
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+#: the committed notebooks: the cpu runs in notebooks/, the paper-scale runs in figures/paper/notebooks/
+NOTEBOOKS = sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")) + sorted(ROOT.glob("figures/paper/notebooks/[0-9][0-9]_*.ipynb"))
 WIDGET_VIEW = notebook_clean.WIDGET_VIEW
 
 #: what tqdm's text bar writes over one run of 3 iterations (leave=True), flushed frame by frame
@@ -102,6 +104,16 @@ def test_an_executed_notebook_is_stored_with_final_bars_one_stream_and_tags(tmp_
     # a second pass changes nothing
     again = notebook_clean.clean_notebook(nbformat.read(dst, as_version=4))
     assert nbformat.writes(again).strip() == dst.read_text().strip()
+
+
+def test_an_injected_scale_is_kept_in_the_parameters_cell_and_the_device_is_not():
+    nb = new_notebook(cells=[
+        new_code_cell('scale = "cpu"\nseed = 0\ndevice = "auto"', metadata={"tags": ["parameters"]}, execution_count=1),
+        new_code_cell('# Parameters\nscale = "paper"\ndevice = "cuda"\n',
+                      metadata={"tags": ["injected-parameters"]}, execution_count=2),
+        new_code_cell("result = run(scale)", execution_count=3)])
+    notebook_clean.clean_notebook(nb)
+    assert [c.source for c in nb.cells] == ['scale = "paper"\nseed = 0\ndevice = "auto"', "result = run(scale)"]
 
 
 def test_other_widgets_and_their_state_stay():
@@ -189,11 +201,15 @@ def test_the_status_cell_gives_the_seconds_and_where_the_results_came_from(monke
     assert started <= time.time() and "this kernel" in origin  # this process's start
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT).with_suffix("")) for p in NOTEBOOKS])
 def test_committed_notebooks_are_stored_clean(path):
     """What the hosting page renders: no stale 0% bars or per-frame streams, no NBVAL comments, the
-    project kernel, and a closing run-status cell that nbval does not compare."""
+    project kernel, and a closing run-status cell that nbval does not compare; the parameters cell
+    names the scale the stored outputs ran at (nbval re-executes at it)."""
     nb = nbformat.read(path, as_version=4)
+    scale = "paper" if "figures" in path.relative_to(ROOT).parts else "cpu"
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert f'scale = "{scale}"' in params.source.splitlines()
     assert nb.metadata.kernelspec["name"] == notebook_clean.KERNEL_NAME
     assert "papermill" not in nb.metadata and "widgets" not in nb.metadata
     for cell in nb.cells:

@@ -16,7 +16,10 @@ place to committed notebooks):
 - **nbval markers**: ``# NBVAL_IGNORE_OUTPUT``-style comment lines become the equivalent cell tags
   (``nbval-ignore-output``, ...; nbval reads both), so readers do not see them.
 - **run metadata**: papermill's injected-parameters cell and run metadata go (nbstripout's
-  ``strip_output``, outputs, counts and cell ids kept: nbval needs the counts).
+  ``strip_output``, outputs, counts and cell ids kept: nbval needs the counts). The injected values of
+  :data:`CARRIED_PARAMETERS` are first written into the ``parameters`` cell, so that a notebook run at
+  ``paper`` scale says so and nbval re-executes it at that scale (``device`` is not carried: a GPU run's
+  notebook is re-executed where nbval runs).
 - **kernel**: the metadata name the project kernel :data:`KERNEL_NAME`.
 
 Interactive runs are untouched: tqdm still draws live widgets in Jupyter.
@@ -148,6 +151,25 @@ def coalesce_streams(nb) -> None:
         cell.outputs = outputs
 
 
+#: the papermill parameters a cleaned notebook keeps as they were injected (the others keep their defaults)
+CARRIED_PARAMETERS = ("scale",)
+
+
+def carry_parameters(nb, names=CARRIED_PARAMETERS) -> None:
+    """Write the injected value of each of ``names`` (a line ``name = value`` of the ``injected-parameters``
+    cell) over its line in the ``parameters`` cell."""
+    tagged = {tag: cell for cell in nb.cells for tag in cell.get("metadata", {}).get("tags", [])}
+    injected, params = tagged.get("injected-parameters"), tagged.get("parameters")
+    if injected is None or params is None:
+        return
+    source = params.source
+    for name in names:
+        found = re.search(rf"^{name}\s*=.*$", injected.source, flags=re.M)
+        if found:
+            source = re.sub(rf"^{name}\s*=.*$", lambda _: found.group(0).strip(), source, flags=re.M)
+    params.source = source
+
+
 def has_widget_outputs(nb) -> bool:
     return any(WIDGET_VIEW in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
 
@@ -159,6 +181,7 @@ def clean_notebook(nb):
     tqdm_widgets_to_text(nb)
     coalesce_streams(nb)
     nbval_comments_to_tags(nb)
+    carry_parameters(nb)
     keys = list(RUN_METADATA_KEYS) + ([] if has_widget_outputs(nb) else [WIDGET_STATE_KEY])
     strip_output(nb, keep_output=True, keep_count=True, keep_id=True, extra_keys=keys,
                  drop_tagged_cells=["injected-parameters"])
