@@ -1,6 +1,6 @@
 # The project's two commands (see README):
 #   make figures [SCALE=smoke|cpu|paper] [DEVICE=auto|cpu|cuda] [FRESH=1]   regenerate every figure (main job)
-#   make test      unit tests, the smoke main job from nothing, nbval over the committed cpu notebooks
+#   make test      unit tests, the smoke main job from nothing, nbval over the committed cpu and paper notebooks
 # Both create (or reuse) the virtual environment .venv and fetch MNIST into data/ when missing.
 # make figures reads what build/cache lacks from the committed results store results/cpu/store;
 # FRESH=1 ignores the store and recomputes everything (about an hour at cpu scale on 2 cores).
@@ -85,8 +85,9 @@ theorem1-mnist50: venv data
 
 # make test = the unit tests, the smoke main job from nothing (the compute path, in its own cache and
 # output folders), then nbval over the committed cpu notebooks, re-executed against the results store
-# (strict: a store entry missing for the current code is an error naming the refresh command).
-test: unit-tests smoke-figures nbval
+# (strict: a store entry missing for the current code is an error naming the refresh command), and
+# nbval over the committed paper-scale notebooks (test-paper).
+test: unit-tests smoke-figures nbval test-paper
 
 unit-tests: venv data
 	$(PY) -m pytest -q tests -p no:cacheprovider
@@ -101,9 +102,9 @@ nbval: venv data
 	PAPER_UTILS_CACHE=$(CURDIR)/build/test/nbval/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/nbval/figures PAPER_UTILS_STORE_MODE=strict \
 	  $(PY) -m pytest -q notebooks --nbval-lax --nbval-kernel-name $(KERNEL) --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-# nbval over the paper-scale notebooks (figures/paper/notebooks/), re-executed against the stores (strict):
-# not part of `make test`, since each re-runs its evaluations at the paper's sizes (10,000 test images,
-# P = 8,000): minutes per notebook on 2 cores.
+# nbval over the paper-scale notebooks (figures/paper/notebooks/), re-executed against the stores (strict:
+# the paper store for their networks and solves, the cpu store for Theorem 1's problems); part of `make test`
+# (about 10 s per notebook: they load what the pieces computed).
 test-paper: venv data
 	rm -rf build/test/nbval-paper/figures
 	PAPER_UTILS_CACHE=$(CURDIR)/build/test/nbval-paper/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/nbval-paper/figures PAPER_UTILS_STORE_MODE=strict \
