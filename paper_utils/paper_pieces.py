@@ -284,11 +284,28 @@ def status_rows() -> list[dict]:
             for p in pieces()]
 
 
+def notebook_rows() -> list[dict]:
+    """Per notebook that reads pieces: its pieces, the sum of their measured seconds (the notebook's
+    paper-scale time on the machine that ran them, without its own run from the store) and the pieces
+    not yet measured for the current code (the sum is then partial)."""
+    measured = {r["piece"]: r["measured s"] for r in status_rows()}
+    notebooks = sorted({nb for p in pieces() for nb in p.notebooks})
+    rows = []
+    for nb in notebooks:
+        mine = [p.name for p in pieces() if nb in p.notebooks]
+        missing = [n for n in mine if measured[n] == ""]
+        rows.append({"notebook": nb, "pieces": mine, "missing": missing,
+                     "measured s": round(sum(measured[n] for n in mine if n not in missing), 1)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The paper-scale computation in pieces (paper_utils.paper_pieces).")
     sub = parser.add_subparsers(dest="command", required=True)
     lst = sub.add_parser("list", help="every piece, its projected and measured time")
     lst.add_argument("--names", action="store_true", help="names only, one per line (for a job array)")
+    lst.add_argument("--notebooks", action="store_true",
+                     help="per notebook: the measured seconds of its pieces and those still to run")
     run = sub.add_parser("run", help="run pieces by name")
     run.add_argument("names", nargs="+")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -298,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = status_rows()
         if args.names:
             print("\n".join(r["piece"] for r in rows))
+        elif args.notebooks:
+            for r in notebook_rows():
+                done = len(r["pieces"]) - len(r["missing"])
+                print(f"{r['notebook']:<27} {done:>2} of {len(r['pieces']):>2} pieces measured, "
+                      f"{r['measured s'] / 60:6.1f} min" + (f"; to run: {' '.join(r['missing'])}" if r["missing"] else ""))
         else:
             for r in rows:
                 print(f"{r['piece']:<27} {r['notebooks']:<18} {r['projected min']:>4.0f} min  "

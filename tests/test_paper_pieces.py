@@ -36,6 +36,8 @@ def test_a_piece_logs_its_entries_and_records_its_time(roots, monkeypatch):
     saved = json.loads(paper_pieces.records_path().read_text())
     assert saved[-1]["piece"] == "test-piece" and saved[-1]["seconds"] >= 0
     assert paper_pieces.status_rows()[0]["measured s"] == record["seconds"]
+    assert paper_pieces.notebook_rows() == [{"notebook": "01_mnist_duality_gap", "pieces": ["test-piece"],
+                                             "missing": [], "measured s": round(record["seconds"], 1)}]
     n, _ = store_mod.refresh("paper", log=lambda *a: None)
     assert n == 1 and (roots / "results" / "paper" / "store" / "dual" / "piece-entry.pt").exists()
     with pytest.raises(KeyError, match="no piece 'nope'"):
