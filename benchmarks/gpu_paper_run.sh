@@ -19,7 +19,8 @@
 #   notebooks_<scale>.tar.gz  the executed notebooks (build/<scale>/*.ipynb)
 #   env.txt                   GPU, driver, Python, torch and the versions of every imported package
 #
-# Variables: SCALE (paper), DEVICE (cuda), ONLY (notebook prefixes, e.g. "01 04"), OUT (build/gpu_run),
+# Variables: SCALE (paper), DEVICE (cuda), ONLY (notebook prefixes, e.g. "01 04"; at paper scale the default
+# is every notebook, those with entries not yet in results/paper/store first), OUT (build/gpu_run),
 # WHL (.whl), SITE (/tmp/paper_site), PYTHON (python3), DEADLINE (570: seconds from the start by
 # which $OUT must be packed; the notebooks get what is left after the install minus 25 s),
 # MRI_CACHE (a folder of prepared MRI datasets, mri-*.npz, copied into the cache before the run).
@@ -115,7 +116,11 @@ EOF
 run_notebooks() {
   local left=$((DEADLINE - ($(date +%s) - START) - 25))
   [ "$left" -gt 30 ] || { echo "error: only $left s left for the notebooks (DEADLINE=$DEADLINE)" >&2; return 1; }
-  echo "== notebooks: at most $left s"
+  if [ -z "$ONLY" ] && [ "$SCALE" = paper ]; then
+    # the notebooks whose entries are not yet in the paper store first (paper_utils.paper_pieces)
+    ONLY=$("$PYTHON" -m paper_utils.paper_pieces list --gpu-order) || ONLY=
+  fi
+  echo "== notebooks: at most $left s${ONLY:+, in the order $ONLY}"
   echo yes > "$STARTED"
   # shellcheck disable=SC2086
   timeout --kill-after=10 "$left" "$PYTHON" -m paper_utils.run_notebooks --scale "$SCALE" --device "$DEVICE" \

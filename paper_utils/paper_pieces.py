@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 
 from paper_utils.pipeline import config, runtime
-from paper_utils.pipeline.paths import project_root
+from paper_utils.pipeline.paths import project_root, store_dirs
 from paper_utils.pipeline.store import access_log_dir
 
 SCALE = "paper"
@@ -299,11 +299,30 @@ def notebook_rows() -> list[dict]:
     return rows
 
 
+def in_store(name: str) -> bool:
+    """Whether piece ``name`` ran for the current code and every entry it recorded is in a store."""
+    latest = [r for r in load_records()
+              if r["piece"] == name and r.get("model_code_version") == config.MODEL_CODE_VERSION]
+    return bool(latest) and all(any((d / e).exists() for d in store_dirs()) for e in latest[-1]["entries"])
+
+
+def gpu_order() -> list[str]:
+    """The notebook prefixes in the order a GPU run of the whole paper takes them: first those with any
+    entry not yet in the stores (every notebook that no piece covers, and those with a piece still to
+    run), then those whose pieces are all in the stores (their run only loads them)."""
+    notebooks = sorted(p.stem for p in (project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    done = {nb for nb in notebooks
+            if (mine := [p.name for p in pieces() if nb in p.notebooks]) and all(in_store(n) for n in mine)}
+    return [nb[:2] for nb in notebooks if nb not in done] + [nb[:2] for nb in notebooks if nb in done]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The paper-scale computation in pieces (paper_utils.paper_pieces).")
     sub = parser.add_subparsers(dest="command", required=True)
     lst = sub.add_parser("list", help="every piece, its projected and measured time")
     lst.add_argument("--names", action="store_true", help="names only, one per line (for a job array)")
+    lst.add_argument("--gpu-order", action="store_true",
+                     help="the notebook prefixes, those with entries not yet in the stores first (one line)")
     lst.add_argument("--notebooks", action="store_true",
                      help="per notebook: the measured seconds of its pieces and those still to run")
     run = sub.add_parser("run", help="run pieces by name")
@@ -315,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = status_rows()
         if args.names:
             print("\n".join(r["piece"] for r in rows))
+        elif args.gpu_order:
+            print(" ".join(gpu_order()))
         elif args.notebooks:
             for r in notebook_rows():
                 done = len(r["pieces"]) - len(r["missing"])

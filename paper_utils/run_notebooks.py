@@ -40,11 +40,12 @@ from paper_utils.report.run_status import RUN_STARTED_ENV
 
 
 def notebooks(folder: Path | None = None, only: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks (``NN_*.ipynb``), in order; ``only`` filters by name prefix."""
+    """The numbered notebooks (``NN_*.ipynb``), in order; ``only`` selects by name prefix, in its own order
+    (``--only 07 01`` runs 07 first)."""
     folder = folder or project_root() / "notebooks"
     found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
-        selected = [p for p in found if any(p.name.startswith(o) for o in only)]
+        selected = list(dict.fromkeys(p for o in only for p in found if p.name.startswith(o)))
         unmatched = [o for o in only if not any(p.name.startswith(o) for p in found)]
         if unmatched:
             raise ValueError(f"--only {' '.join(unmatched)} matches no notebook; the notebooks are: "

@@ -38,8 +38,14 @@ def test_a_piece_logs_its_entries_and_records_its_time(roots, monkeypatch):
     assert paper_pieces.status_rows()[0]["measured s"] == record["seconds"]
     assert paper_pieces.notebook_rows() == [{"notebook": "01_mnist_duality_gap", "pieces": ["test-piece"],
                                              "missing": [], "measured s": round(record["seconds"], 1)}]
+    for nb in ("01_mnist_duality_gap", "02_mnist_examples"):
+        (roots / "notebooks").mkdir(exist_ok=True)
+        (roots / "notebooks" / f"{nb}.ipynb").write_text("{}")
+    assert paper_pieces.gpu_order() == ["01", "02"]  # the piece's entry is only in the cache so far
     n, _ = store_mod.refresh("paper", log=lambda *a: None)
     assert n == 1 and (roots / "results" / "paper" / "store" / "dual" / "piece-entry.pt").exists()
+    assert paper_pieces.in_store("test-piece")
+    assert paper_pieces.gpu_order() == ["02", "01"]  # 02 has no piece: its entries are not in the store
     with pytest.raises(KeyError, match="no piece 'nope'"):
         paper_pieces.run_piece("nope")
 

@@ -83,6 +83,7 @@ def test_a_selection_matching_no_notebook_is_refused(tmp_path, monkeypatch, caps
     assert "--only 99 matches no notebook" in err and "01_a, 02_b" in err
     assert started == [] and not (tmp_path / "figures" / "CLAIMS.md").exists()
     assert [p.stem for p in run_notebooks.notebooks(only=["02"])] == ["02_b"]
+    assert [p.stem for p in run_notebooks.notebooks(only=["02", "0", "01"])] == ["02_b", "01_a"]  # its order, once each
 
 
 def test_cpu_runs_write_the_cleaned_notebook_back(tmp_path, monkeypatch):
