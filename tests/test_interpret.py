@@ -225,6 +225,13 @@ def test_unrolled_iterates_compose_two_layer_networks():
     assert torch.allclose(xs[1], net.iterations[0](Y)) and torch.allclose(net(Y), net.iterations[1](xs[1]))
     reg = net.regularizer(2.0).detach()
     assert reg.item() == pytest.approx(sum(float(p.detach().pow(2).sum()) for p in net.parameters()))
+    # the patch form (evaluation) gives the same x_T, without gradients, in float64 and float32
+    assert torch.allclose(net.patch_forward(Y), net(Y), rtol=1e-12, atol=1e-12)
+    assert not net.patch_forward(Y).requires_grad
+    net32 = UnrolledNet(512, 3, 2, generator=torch.Generator().manual_seed(0))
+    Y32 = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(net32.patch_forward(Y32), net32(Y32), rtol=1e-4, atol=1e-5)
 
 
 def test_unrolled_training_lowers_loss_and_is_cached(tmp_path):

@@ -101,13 +101,13 @@ def primal_objective(net: PrimalNet, noisy: torch.Tensor, clean: torch.Tensor, b
                      batch_size: int = 500) -> dict[str, float]:
     """The training objective ``p`` of eq. (2) on a whole set, evaluated in batches (no grad).
 
-    A :class:`PrimalNet` is evaluated in patch form (:meth:`PrimalNet.patch_forward`), any other
-    network (e.g. an unrolled one) by calling it.
+    A network with a ``patch_forward`` method (:class:`PrimalNet`, the unrolled network of
+    :mod:`paper_utils.training.unrolled`) is evaluated in patch form, any other by calling it.
 
     Returns ``{"loss": 1/(2M) ||f(Y) - X||^2, "reg": beta/2 sum(...), "objective": loss + reg}``.
     """
     sq, count = 0.0, 0
-    forward = net.patch_forward if isinstance(net, PrimalNet) else net
+    forward = getattr(net, "patch_forward", net)
     with torch.no_grad():
         for i in range(0, noisy.shape[0], batch_size):
             out = forward(noisy[i:i + batch_size])
