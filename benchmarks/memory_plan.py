@@ -14,7 +14,7 @@ its temporaries; everything else a notebook holds on the GPU it also holds on th
 bounds the GPU peak from above (host-side copies included). It is a projection, not a measurement.
 A notebook stopped by ``--timeout`` (a safety net) keeps the largest resident set sampled until then,
 marked as a lower bound. ``--full`` measures a notebook's real paper-scale run instead (from the stores,
-once its pieces are in; it writes ``figures/paper/``): the same data and widths, the same peak or above;
+once its pieces are in; it writes ``figures/paper/`` and the executed notebook): the same data and widths;
 each row says which run it measured (``run``: ``dry`` or ``full``).
 
     python benchmarks/memory_plan.py                 # all 12 notebooks -> benchmarks/results/memory_plan_paper.json
@@ -107,7 +107,7 @@ def run_one(notebook: str, timeout: float, poll: float = 0.5, full: bool = False
         env["PAPER_UTILS_DRY_RUN"] = "1"
     env.setdefault("OMP_NUM_THREADS", "2")
     cmd = [sys.executable, "-c", _WRAP, sys.executable, "-m", "paper_utils.run_notebooks", "--scale", "paper",
-           "--only", notebook[:2], "--no-write-back"]
+           "--only", notebook[:2]] + ([] if full else ["--no-write-back"])
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampled, timed_out = 0, False

@@ -134,8 +134,9 @@ def _chain(*computes):
 # Projected minutes on 2 cores (benchmarks/README.md, fused kernels): a P = 8,000 dual trains 30 epochs in
 # about 22 min, 85% of it evaluating the 10,000 test images each epoch (time ~ P); the m = 512 primal's 30
 # epochs with evaluations about 1.5 min; a certified solve at P = 8,000 about 3.5 min plus the eq. (5)
-# network's objective (measured: 405 s in all); a converged m = 512 seed (30 Adam epochs, <= 5,000 L-BFGS iterations) about 16 min,
-# an m = 25 seed about 3 min.
+# network's objective (measured: 319-469 s in all); a converged m = 512 seed (30 Adam epochs, <= 5,000 L-BFGS
+# iterations) about 16 min (measured 975 s); an m = 25 seed about 3 min; the unrolled network (conv2d training
+# steps, evaluations in patch form) about 6 min (measured 376 s). The Adam pieces measured 1,425-1,519 s.
 _DUAL_MIN_PER_P = 22.0 / 8000
 _EXACT_MIN_P8000 = 7.0
 
@@ -171,7 +172,7 @@ def pieces() -> list[Piece]:
                              f"Adam epochs, at most {budget.lbfgs_max_iter} L-BFGS iterations)",
                              16.0, _converged(cfg, (seed,))))
     out.append(Piece("04-unrolled", ("04_activation_clusters",),
-                     "Fig. 5's unrolled network (T = 2, m = 512 per layer) at sigma 0.75, 30 epochs", 20.0,
+                     "Fig. 5's unrolled network (T = 2, m = 512 per layer) at sigma 0.75, 30 epochs", 7.0,
                      _unrolled(config.mnist_denoise_config(SCALE, 0.75))))
 
     seeds = sweep_seeds("robustness")
