@@ -19,8 +19,15 @@ def test_a_cache_miss_reads_the_store_read_only(roots, monkeypatch):
     cache = Cache()
     assert cache.load("exact", "a")["x"].item() == 1.0
     assert cache.has("exact", "a") and not cache.path("exact", "a").exists()  # nothing copied into the cache
-    cache.save("exact", "a", {"x": torch.tensor(2.0)})                        # the cache wins over the store
-    assert cache.load("exact", "a")["x"].item() == 2.0
+    cache.save("exact", "a", {"x": torch.tensor(2.0)})                        # the cache wins over the store,
+    with pytest.warns(UserWarning, match="differs from the one in the results store"):  # and says so
+        assert cache.load("exact", "a")["x"].item() == 2.0
+    cache.save("exact", "c", {"x": torch.tensor(3.0)})
+    _stored(roots, "exact", "c", 3.0)                                         # the same contents: no warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.load("exact", "c")["x"].item() == 3.0
     monkeypatch.setenv("PAPER_UTILS_STORE_MODE", "off")
     assert Cache().load("exact", "b") is None and not Cache().has("exact", "b")
 

@@ -156,11 +156,14 @@ class Cache:
 
     def load(self, kind: str, name: str) -> dict[str, Any] | None:
         """The payload, from the cache or else the store; ``None`` if in neither (a corrupt cache entry
-        is removed with a warning). In strict store mode an entry in neither raises
+        is removed with a warning; a cache entry that differs from a store's entry of the same name is
+        used, with a warning). In strict store mode an entry in neither raises
         :class:`StoreEntryMissing`."""
         payload = self._load_verified(self.path(kind, name))
         source = "cache"
         mode = store_mode()
+        if payload is not None and mode != "off":
+            self._warn_if_stores_differ(kind, name)
         if payload is None and mode != "off":
             for folder in self.stores:
                 stored = folder / kind / f"{name}.pt"
@@ -178,6 +181,19 @@ class Cache:
             self._log_access(kind, name)
             ENTRY_SOURCES[source] += 1
         return payload
+
+    def _warn_if_stores_differ(self, kind: str, name: str) -> None:
+        """Warn when a store holds an entry of the same name with other contents (its checksum differs): the
+        cache entry, read first, was then computed by another run (or by older code under the same code
+        version), and this run's results may differ from the committed ones."""
+        mine = self.path(kind, name).with_suffix(".sha256").read_text().strip()
+        for folder in self.stores:
+            sidecar = folder / kind / f"{name}.sha256"
+            if sidecar.exists() and sidecar.read_text().strip() != mine:
+                warnings.warn(f"cache entry {self.entry(kind, name)!r} differs from the one in the results store "
+                              f"{folder} (another run computed it); this run uses the cache's. Remove it (or run "
+                              f"`make clean-cache`) to use the store's.", stacklevel=3)
+                return
 
     def _load_verified(self, path: Path, read_only: bool = False) -> dict[str, Any] | None:
         sidecar = path.with_suffix(".sha256")
