@@ -95,7 +95,7 @@ def torch_serial(active: bool = True):
     forward pass took about twice its time alone (``benchmarks/README.md``). With torch on one thread only
     the kernels run in parallel. The results do not change: a step's torch operations are element-wise,
     reduce along rows, or reduce fewer elements than torch's parallel grain (32,768), so they are the same
-    bits on one thread (``tests/test_adam.py`` compares epochs bit for bit). ``active=False`` does nothing
+    bits on one thread (``tests/test_training_cache.py`` compares epochs bit for bit). ``active=False`` does nothing
     (the CUDA and chunked paths, where torch does the work).
     """
     global _kernel_threads
