@@ -104,7 +104,7 @@ nbval: venv data
 
 # nbval over the paper-scale notebooks (figures/paper/notebooks/), re-executed against the stores (strict:
 # the paper store for their networks and solves, the cpu store for Theorem 1's problems); part of `make test`
-# (about 10 s per notebook: they load what the pieces computed).
+# (about 30 s per notebook on 2 cores: they load what the pieces computed).
 test-paper: venv data
 	rm -rf build/test/nbval-paper/figures
 	PAPER_UTILS_CACHE=$(CURDIR)/build/test/nbval-paper/cache PAPER_UTILS_OUTPUT=$(CURDIR)/build/test/nbval-paper/figures PAPER_UTILS_STORE_MODE=strict \
