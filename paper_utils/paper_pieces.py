@@ -322,6 +322,17 @@ def gpu_order() -> list[str]:
     return [nb[:2] for nb in notebooks if nb not in done] + [nb[:2] for nb in notebooks if nb in done]
 
 
+def markdown_table(rows: list[dict] | None = None) -> str:
+    """The measured pieces of :func:`status_rows` as a Markdown table: piece, notebooks, measured and
+    projected minutes on 2 cores."""
+    lines = ["| piece | notebooks | measured on 2 cores | projected |", "|---|---|---|---|"]
+    for r in rows if rows is not None else status_rows():
+        if r["measured s"] != "":
+            lines.append(f"| `{r['piece']}` | {r['notebooks']} | {r['measured s'] / 60:.1f} min | "
+                         f"{r['projected min']:.0f} min |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The paper-scale computation in pieces (paper_utils.paper_pieces).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="the notebook prefixes, those with entries not yet in the stores first (one line)")
     lst.add_argument("--notebooks", action="store_true",
                      help="per notebook: the measured seconds of its pieces and those still to run")
+    lst.add_argument("--markdown", action="store_true",
+                     help="the measured pieces as a Markdown table (docs/running.md)")
     run = sub.add_parser("run", help="run pieces by name")
     run.add_argument("names", nargs="+")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -342,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(r["piece"] for r in rows))
         elif args.gpu_order:
             print(" ".join(gpu_order()))
+        elif args.markdown:
+            print(markdown_table(rows))
         elif args.notebooks:
             for r in notebook_rows():
                 done = len(r["pieces"]) - len(r["missing"])
