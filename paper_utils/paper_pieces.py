@@ -132,17 +132,22 @@ def _chain(*computes):
 
 
 # Projected minutes on 2 cores (benchmarks/README.md, fused kernels): a P = 8,000 dual trains 30 epochs in
-# about 22 min, 85% of it evaluating the 10,000 test images each epoch (time ~ P); the m = 512 primal's 30
+# about 22 min, 85% of it evaluating the 10,000 test images each epoch (time ~ P; Figures 8-10's duals below
+# Figure 2's P evaluate the test set every fifth epoch and the last three: about 9.5 min); the m = 512 primal's 30
 # epochs with evaluations about 1.5 min; a certified solve at P = 8,000 about 3.5 min plus the eq. (5)
 # network's objective (measured: 319-469 s in all); a converged m = 512 seed (30 Adam epochs, <= 5,000 L-BFGS
 # iterations) about 16 min (measured 975 s); an m = 25 seed about 3 min; the unrolled network (conv2d training
 # steps, evaluations in patch form) about 6 min (measured 376 s). The Adam pieces measured 1,425-1,519 s.
-_DUAL_MIN_PER_P = 22.0 / 8000
+# A dual at P = 8,000: 30 Adam epochs of 6.3 s and 31 training-set evaluations of 2.1 s (4.25 min), plus 35 s
+# per test-set evaluation (31 of them, or 9 with ``test_every = 5``: config.DenoiseConfig.evaluates_test).
+_DUAL_FIXED_MIN_P8000 = 4.25
+_TEST_EVAL_MIN_P8000 = 35.0 / 60
 _EXACT_MIN_P8000 = 7.0
 
 
-def _dual_minutes(counts) -> float:
-    return sum(0.5 + _DUAL_MIN_PER_P * P for P in counts)
+def _dual_minutes(counts, cfg: config.DenoiseConfig) -> float:
+    n_test = sum(cfg.evaluates_test(e) for e in range(cfg.epochs + 1))
+    return sum(0.5 + (_DUAL_FIXED_MIN_P8000 + n_test * _TEST_EVAL_MIN_P8000) * P / 8000 for P in counts)
 
 
 def pieces() -> list[Piece]:
@@ -161,7 +166,7 @@ def pieces() -> list[Piece]:
         out.append(Piece(f"01-sigma{sigma:g}-adam", users,
                          f"Fig. 2 at sigma {sigma:g}: the paper's Adam primal (m = {cfg.n_filters}) and Adam + hinge "
                          f"dual (P = {cfg.n_patterns}), {cfg.epochs} epochs, {cfg.n_test} test images",
-                         1.5 + _dual_minutes([cfg.n_patterns]), _adam([cfg])))
+                         1.5 + _dual_minutes([cfg.n_patterns], cfg), _adam([cfg])))
         out.append(Piece(f"01-sigma{sigma:g}-exact", users,
                          f"Fig. 2 at sigma {sigma:g}: the sampled dual (P = {cfg.n_patterns}) solved with a certificate "
                          f"(tol 1e-6)", _EXACT_MIN_P8000, _exact([cfg])))
@@ -181,7 +186,7 @@ def pieces() -> list[Piece]:
             cfg = config.robustness_config(SCALE, noise, level, seed=s)
             out.append(Piece(f"07-{noise}{level:g}-seed{s}", ("07_noise_robustness",),
                              f"Figs. 8-9, {noise} {level:g}, seed {s}: Adam primal (m = {cfg.n_filters}) and dual "
-                             f"(P = {cfg.n_patterns})", 1.0 + _dual_minutes([cfg.n_patterns]), _adam([cfg])))
+                             f"(P = {cfg.n_patterns})", 1.0 + _dual_minutes([cfg.n_patterns], cfg), _adam([cfg])))
         cfg = config.robustness_config(SCALE, noise, level, seed=seeds[0])
         out.append(Piece(f"07-{noise}{level:g}-optimum", ("07_noise_robustness",),
                          f"Figs. 8-9, {noise} {level:g}: certified solve (P = {cfg.n_patterns}) and converged primals "
@@ -195,12 +200,12 @@ def pieces() -> list[Piece]:
         cfgs = [config.ablation_config(SCALE, sigma, P) for P in small]
         out.append(Piece(f"08-sigma{sigma:g}-P16-4000", ("08_pattern_ablation",),
                          f"Fig. 10 at sigma {sigma:g}: Adam + hinge duals and certified solves at P = "
-                         f"{', '.join(map(str, small))}", _dual_minutes(small) + _EXACT_MIN_P8000 * sum(small) / 8000,
+                         f"{', '.join(map(str, small))}", _dual_minutes(small, cfgs[0]) + _EXACT_MIN_P8000 * sum(small) / 8000,
                          _chain(_adam(cfgs, ("dual",)), _exact(cfgs))))
     cfg = config.mnist_denoise_config(SCALE, 0.1)
     out.append(Piece("08-sigma0.1-P8000", ("08_pattern_ablation",),
                      f"Fig. 10 at sigma 0.1, P = {cfg.n_patterns}: Adam primal and dual, certified solve",
-                     1.5 + _dual_minutes([cfg.n_patterns]) + _EXACT_MIN_P8000, _chain(_adam([cfg]), _exact([cfg]))))
+                     1.5 + _dual_minutes([cfg.n_patterns], cfg) + _EXACT_MIN_P8000, _chain(_adam([cfg]), _exact([cfg]))))
     out.append(Piece("08-sigma0.1-seed0", ("08_pattern_ablation",),
                      f"Fig. 10 at sigma 0.1: the converged primal of seed {budget.seeds[0]}", 16.0,
                      _converged(cfg, budget.seeds[:1])))
@@ -317,6 +322,17 @@ def gpu_order() -> list[str]:
     return [nb[:2] for nb in notebooks if nb not in done] + [nb[:2] for nb in notebooks if nb in done]
 
 
+def markdown_table(rows: list[dict] | None = None) -> str:
+    """The measured pieces of :func:`status_rows` as a Markdown table: piece, notebooks, measured and
+    projected minutes on 2 cores."""
+    lines = ["| piece | notebooks | measured on 2 cores | projected |", "|---|---|---|---|"]
+    for r in rows if rows is not None else status_rows():
+        if r["measured s"] != "":
+            lines.append(f"| `{r['piece']}` | {r['notebooks']} | {r['measured s'] / 60:.1f} min | "
+                         f"{r['projected min']:.0f} min |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The paper-scale computation in pieces (paper_utils.paper_pieces).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -326,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="the notebook prefixes, those with entries not yet in the stores first (one line)")
     lst.add_argument("--notebooks", action="store_true",
                      help="per notebook: the measured seconds of its pieces and those still to run")
+    lst.add_argument("--markdown", action="store_true",
+                     help="the measured pieces as a Markdown table (docs/running.md)")
     run = sub.add_parser("run", help="run pieces by name")
     run.add_argument("names", nargs="+")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -337,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(r["piece"] for r in rows))
         elif args.gpu_order:
             print(" ".join(gpu_order()))
+        elif args.markdown:
+            print(markdown_table(rows))
         elif args.notebooks:
             for r in notebook_rows():
                 done = len(r["pieces"]) - len(r["missing"])

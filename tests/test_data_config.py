@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,23 @@ def test_a_dry_run_cuts_the_paper_budgets_and_is_refused_elsewhere(monkeypatch):
             config.optimum_budget(scale)
     monkeypatch.setenv(config.DRY_RUN_ENV, "0")
     assert config.mnist_denoise_config("paper", 0.5) == paper
+
+
+def test_test_every_schedules_the_test_set_and_keeps_old_keys():
+    cpu = config.mnist_denoise_config("cpu", 0.5)
+    # the default leaves the key as it was: the committed cpu store's entries keep their names
+    store = Path(__file__).resolve().parents[1] / "results" / "cpu" / "store" / "dual"
+    assert (store / f"{cpu.label()}-{cpu.key()}.pt").exists()
+    assert cpu.replace(test_every=1).key() == cpu.key() and cpu.replace(test_every=5).key() != cpu.key()
+    assert all(cpu.evaluates_test(e) for e in range(cpu.epochs + 1))
+    paper = config.robustness_config("paper", "gaussian", 0.75)
+    assert paper.test_every == config.PAPER_TEST_EVERY == 5 and paper.epochs == 30
+    assert [e for e in range(31) if paper.evaluates_test(e)] == [0, 5, 10, 15, 20, 25, 28, 29, 30]
+    assert config.robustness_config("cpu", "gaussian", 0.75).test_every == 1
+    # Figure 10 below Figure 2's P samples the test set; at Figure 2's P it is Figure 2's configuration
+    assert config.ablation_config("paper", 0.5, 4000).test_every == 5
+    assert config.ablation_config("paper", 0.1, 8000) == config.mnist_denoise_config("paper", 0.1)
+    assert config.ablation_config("paper", 0.5, 8000).key() == config.mnist_denoise_config("paper", 0.5).key()
+    assert config.ablation_config("cpu", 0.5, 125).test_every == 1
+    with pytest.raises(ValueError, match="test_every"):
+        cpu.replace(test_every=0)

@@ -38,6 +38,8 @@ def test_a_piece_logs_its_entries_and_records_its_time(roots, monkeypatch):
     assert paper_pieces.status_rows()[0]["measured s"] == record["seconds"]
     assert paper_pieces.notebook_rows() == [{"notebook": "01_mnist_duality_gap", "pieces": ["test-piece"],
                                              "missing": [], "measured s": round(record["seconds"], 1)}]
+    table = paper_pieces.markdown_table().splitlines()
+    assert table[0].startswith("| piece |") and table[2].startswith("| `test-piece` | 01 | ") and len(table) == 3
     for nb in ("01_mnist_duality_gap", "02_mnist_examples"):
         (roots / "notebooks").mkdir(exist_ok=True)
         (roots / "notebooks" / f"{nb}.ipynb").write_text("{}")

@@ -165,6 +165,22 @@ def test_sweep_rows_carry_curves_and_final_values(tmp_path, fake_mnist):
         sweep.select(long, colour="red")
 
 
+def test_curves_skip_the_epochs_whose_test_set_was_not_evaluated():
+    hist = History(epoch=[0, 1, 2, 3], train_objective=[1.0, 0.8, 0.7, 0.6],
+                   test_loss=[1.0, float("nan"), float("nan"), 0.65])
+    row = _fake_row("primal", "a", 0, 0.6, 0.65)
+    row.update(history=hist, noise_kind="exponential", n_filters=4)
+    long = sweep.curves_long([row])
+    test = sweep.select(long, part="test")
+    assert test["epoch"] == [0, 3] and test["value"] == [1.0, 0.65]
+    assert sweep.select(long, part="train")["epoch"] == [0, 1, 2, 3]
+    # a tail mean over an epoch without a test evaluation is refused, not silently NaN
+    dual = _fake_row("dual", "a", 0, 0.5, 0.6, rebuilt=(0.5, 0.6))
+    dual["history"].test_loss = [1.0, float("nan")]
+    with pytest.raises(ValueError, match="not evaluated"):
+        robustness.paired_margins([_fake_row("primal", "a", 0, 0.6, 0.65), dual])
+
+
 def test_sweep_rejects_bad_jobs():
     with pytest.raises(ValueError, match="unknown model"):
         sweep.sweep_jobs([_tiny(0)], models=("primal", "convex"))

@@ -1,6 +1,7 @@
 """Training (determinism, the paper's objectives), the model cache, claims records."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -165,3 +166,20 @@ def test_adam_epochs_are_the_same_bits_with_torch_on_one_thread(fake_mnist, monk
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel))
     assert not torch.equal(serial[0], PrimalNet(cfg.n_filters, cfg.kernel_size,
                                                 generator=torch.Generator().manual_seed(0)).conv1.weight)
+
+
+def test_test_every_skips_test_evaluations_without_changing_the_training(fake_mnist):
+    cfg, tr, te = _tiny(fake_mnist)
+    cfg = cfg.replace(epochs=6)
+    sampled = cfg.replace(test_every=4)          # evaluates the test set after epochs 0, 4, 5 and 6
+    cpu = torch.device("cpu")
+    for train in (train_primal, train_dual):
+        net_a, full = train(cfg, tr, te, device=cpu, progress=False)
+        net_b, part = train(sampled, tr, te, device=cpu, progress=False)
+        assert all(torch.equal(a, b) for a, b in zip(net_a.parameters(), net_b.parameters()))
+        assert part.train_objective == full.train_objective
+        curves = ("test_loss", "rebuilt_test_loss") if train is train_dual else ("test_loss",)
+        for name in curves:
+            got, want = getattr(part, name), getattr(full, name)
+            assert [e for e in part.epoch if math.isfinite(got[e])] == [0, 4, 5, 6]
+            assert all(got[e] == want[e] for e in (0, 4, 5, 6))

@@ -23,6 +23,7 @@ P patterns, m filters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ import torch
 from paper_utils.data.mnist import load_mnist, mnist_denoising
 from paper_utils.data.noise import add_noise
 from paper_utils.pipeline import config, runtime
-from paper_utils.pipeline.config import DenoiseConfig
+from paper_utils.pipeline.config import TEST_TAIL, DenoiseConfig
 from paper_utils.report.claims import Claim
 from paper_utils.training import sweep
 from paper_utils.training.adam import History
@@ -62,6 +63,9 @@ def relative_margin(primal: float, dual: float) -> float:
 
 def _tail_mean(history: History, field: str, tail: int) -> float:
     values = getattr(history, field)[-tail:]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"the last {tail} epochs' {field} include epochs whose test set was not evaluated "
+                         f"(test_every > 1 keeps the last {TEST_TAIL}); use tail <= {TEST_TAIL}")
     return sum(values) / len(values)
 
 
@@ -279,7 +283,9 @@ def plot(result: RobustnessResult):
                     height=3.2, aspect=1.4, facet_kws=dict(sharey=False))
     for (noise, part), ax in g.axes_dict.items():
         fig_no = 8 if noise == gaussian else 9
-        ax.set(yscale="log", title=f"Fig. {fig_no}: {noise} noise, {part}",
+        sampled = f" (epochs 0, {cfg0.test_every}, {2 * cfg0.test_every}, ... and the last {TEST_TAIL})" \
+            if part == "test" and cfg0.test_every > 1 else ""
+        ax.set(yscale="log", title=f"Fig. {fig_no}: {noise} noise, {part}{sampled}",
                ylabel="objective" if part == "train" else "1/(2M) ||f(Y) - X||^2")
         ax.grid(alpha=0.3, which="both")
         if part == "train":                  # the optimum basis: certified d_P and the converged seeds

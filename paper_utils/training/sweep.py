@@ -19,6 +19,7 @@ Letter key: N images, M patches, d patch dimension, P patterns, m filters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -176,7 +177,8 @@ _ID_FIELDS = ("model", "noise", "noise_kind", "noise_level", "seed", "n_filters"
 def curves_long(rows: Sequence[dict], *, final_only: bool = False) -> dict[str, list]:
     """Per-epoch curves of ``rows`` in long format: a dict of equal-length lists (seaborn ``data=``).
 
-    One entry per row, network, part and epoch, with columns ``network`` (:data:`PRIMAL`,
+    One entry per row, network, part and evaluated epoch (a run with ``test_every > 1`` has test points
+    only at the epochs it evaluated), with columns ``network`` (:data:`PRIMAL`,
     :data:`DUAL` or :data:`REBUILT`; a dual row gives both of the last two), ``part`` (``"train"``:
     the training objective; ``"test"``: the test loss), ``epoch``, ``value``, and the row's
     ``model``, ``noise``, ``noise_kind``, ``noise_level``, ``seed``, ``n_filters``, ``n_patterns``, ``key``.
@@ -190,7 +192,7 @@ def curves_long(rows: Sequence[dict], *, final_only: bool = False) -> dict[str, 
         hist = row["history"]
         for network, part, field in _CURVES[row["model"]]:
             values = getattr(hist, field)
-            pairs = list(zip(hist.epoch, values))
+            pairs = [(e, v) for e, v in zip(hist.epoch, values) if math.isfinite(v)]  # NaN: test not evaluated
             for epoch, value in pairs[-1:] if final_only else pairs:
                 cols["network"].append(network); cols["part"].append(part)
                 cols["epoch"].append(epoch); cols["value"].append(float(value))
