@@ -264,9 +264,9 @@ def test_column_compression_keeps_pairwise_distances():
     assert np.allclose(d_codes, d_x, atol=1e-5)
 
 
-def test_predict_bounds_a_batch_by_its_hidden_activations(monkeypatch):
-    """A wide network (the eq. (5) network of a certified dual has up to 2P units) gets smaller batches; the
-    prediction is the same."""
+def test_predict_uses_the_patch_form_and_bounds_a_conv_batch_by_its_hidden_activations(monkeypatch):
+    """A network with ``patch_forward`` is evaluated in patch form (the same prediction as its conv2d form);
+    a wide network without one (conv2d holds every activation) gets smaller batches; the prediction is the same."""
     import torch
 
     from paper_utils.nets.primal import PrimalNet
@@ -274,10 +274,21 @@ def test_predict_bounds_a_batch_by_its_hidden_activations(monkeypatch):
 
     net = PrimalNet(40, 3, generator=torch.Generator().manual_seed(0)).double()
     images = torch.randn(7, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    whole = interpret.predict(net, images)
+    with torch.no_grad():
+        conv = net(images)
+    monkeypatch.setattr(net, "forward", lambda x: pytest.fail("the conv2d form was called"))
+    torch.testing.assert_close(interpret.predict(net, images), conv, rtol=1e-12, atol=1e-12)
+
+    class ConvOnly(torch.nn.Module):                 # the same network without its patch form
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.n_filters = inner, inner.n_filters
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return PrimalNet.forward(self.inner, x)
+
     calls = []
-    forward = net.forward
-    monkeypatch.setattr(net, "forward", lambda x: calls.append(x.shape[0]) or forward(x))
     monkeypatch.setattr(interpret, "PREDICT_MAX_ACTIVATIONS", 40 * 36 * 3)   # three images' activations
-    torch.testing.assert_close(interpret.predict(net, images), whole, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(interpret.predict(ConvOnly(net), images), conv, rtol=1e-14, atol=1e-14)
     assert calls == [3, 3, 1]
