@@ -139,9 +139,11 @@ def plot(result: Fig3Result):
             show_image(axes[r, 3 * g], _pixels(test, test.noisy[i]), title=f"(a) noisy, sigma={s:g}" if head else "",
                        vmin=0, vmax=1)
             show_image(axes[r, 3 * g + 1], _pixels(test, test.clean[i]), title="(b) ground truth" if head else "", vmin=0, vmax=1)
+            optimum = "(" in name                 # the two optimum rows: two-line labels fit their panels
+            psnr = f"{result.psnr[s][name][i]:.1f} dB"
             show_image(axes[r, 3 * g + 2], _pixels(test, result.outputs[s][name][i]), vmin=0, vmax=1,
-                       title=f"(c) {name.split()[0]}{' at optimum' if '(' in name else ''}, {result.psnr[s][name][i]:.1f} dB")
-            axes[r, 3 * g].set_ylabel(f"{name}, test #{i}", fontsize=8 if "(" in name else 9)
+                       title=f"(c) {name.split()[0]} at optimum\n{psnr}" if optimum else f"(c) {name}, {psnr}")
+            axes[r, 3 * g].set_ylabel(f"{name}, test #{i}".replace(" (", "\n("), fontsize=8 if optimum else 9)
     fig.suptitle("Figure 3: MNIST test examples, primal vs dual (paper's training), then both at the optimum "
                  f"(last two rows), scale = {result.scale}")
     fig.tight_layout()
