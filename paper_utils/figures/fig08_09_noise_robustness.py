@@ -283,8 +283,7 @@ def plot(result: RobustnessResult):
                     height=3.2, aspect=1.4, facet_kws=dict(sharey=False))
     for (noise, part), ax in g.axes_dict.items():
         fig_no = 8 if noise == gaussian else 9
-        sampled = f" (epochs 0, {cfg0.test_every}, {2 * cfg0.test_every}, ... and the last {TEST_TAIL})" \
-            if part == "test" and cfg0.test_every > 1 else ""
+        sampled = f" (every {cfg0.test_every}th epoch, last {TEST_TAIL})" if part == "test" and cfg0.test_every > 1 else ""
         ax.set(yscale="log", title=f"Fig. {fig_no}: {noise} noise, {part}{sampled}",
                ylabel="objective" if part == "train" else "1/(2M) ||f(Y) - X||^2")
         ax.grid(alpha=0.3, which="both")
