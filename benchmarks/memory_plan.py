@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from paper_utils.pipeline.runtime import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "memory_plan_paper.json"
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
               f"projected GPU {row['projected_gpu_gib']} GiB", flush=True)
         rows.sort(key=lambda r: r["notebook"])
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"host": platform.node(), "cpus": os.cpu_count(),
+        args.out.write_text(json.dumps({"host": platform.node(), "cpu": cpu_model(), "cpus": os.cpu_count(),
                                         "threads": os.environ.get("OMP_NUM_THREADS", "2"),
                                         "limit_gib": 24, "gpu_gib": 80, "notebooks": rows}, indent=1) + "\n")
     worst = max(r["peak_rss_gib"] for r in rows)

@@ -13,9 +13,9 @@ a piece stopped partway leaves only whole entries and a rerun resumes after the 
 array on a cluster, every job writes to one shared ``$PAPER_UTILS_CACHE``; one ``make store SCALE=paper``
 merges them (README, "The paper's settings in pieces").
 
-Each run appends a record to ``results/paper/pieces.json`` (piece, seconds, entries, host, threads, code
-version, date): the measured time per piece on the machine that ran it. The projected minutes in the
-list are estimates on 2 cores from ``benchmarks/README.md``'s kernel rates, not measurements.
+Each run appends a record to ``results/paper/pieces.json`` (piece, seconds, entries, host, CPU model,
+threads, code version, date): the measured time per piece on the machine that ran it. The projected
+minutes in the list are estimates on 2 cores from ``benchmarks/README.md``'s kernel rates, not measurements.
 
 The converged-primal budget of the optimum basis at ``paper`` scale is ours, not the paper's
 (:func:`paper_utils.pipeline.config.optimum_budget`).
@@ -267,7 +267,8 @@ def run_piece(name: str, *, device="auto", progress: bool = True, log=print) -> 
     record = {"piece": name, "seconds": round(seconds, 1), "entries": entries,
               "computed": ENTRY_SOURCES["computed"] - before["computed"],
               "device": str(dev),
-              "host": platform.node(), "threads": torch.get_num_threads(), "code": code_version(),
+              "host": platform.node(), "cpu": runtime.cpu_model(), "threads": torch.get_num_threads(),
+              "code": code_version(),
               "model_code_version": config.MODEL_CODE_VERSION,
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     records = load_records() + [record]

@@ -33,7 +33,7 @@ from pathlib import Path
 from paper_utils.pipeline.config import DRY_RUN_ENV, DRY_RUN_LBFGS_ITER, SCALES, dry_run
 from paper_utils.pipeline.notebook_clean import KERNEL_DISPLAY_NAME, KERNEL_NAME, clean_notebook
 from paper_utils.pipeline.paths import output_dir, project_root
-from paper_utils.pipeline.runtime import DEVICES, resolve_device
+from paper_utils.pipeline.runtime import DEVICES, cpu_model, resolve_device
 from paper_utils.pipeline.store import access_log_dir
 from paper_utils.report.claims_report import write_report
 from paper_utils.report.run_status import RUN_STARTED_ENV
@@ -148,7 +148,7 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
     log(f"running {len(todo)} notebooks at scale={scale}, device={device} [{resolved}] -> {out_dir}")
     total = time.perf_counter()
     timings = {"scale": scale, "device": device, "resolved_device": resolved, "python": platform.python_version(),
-               "notebooks": []}
+               "cpu": cpu_model(), "notebooks": []}
     logs.mkdir(parents=True, exist_ok=True)
     previous = {k: os.environ.get(k) for k in ("PAPER_UTILS_ACCESS_LOG", RUN_STARTED_ENV)}
     try:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from paper_utils import paper_pieces
+from paper_utils.pipeline import runtime
 from paper_utils.pipeline import store as store_mod
 from paper_utils.pipeline.cache import Cache
 
@@ -35,6 +36,7 @@ def test_a_piece_logs_its_entries_and_records_its_time(roots, monkeypatch):
     assert record["entries"] == ["dual/piece-entry.pt"] and record["computed"] == 1
     saved = json.loads(paper_pieces.records_path().read_text())
     assert saved[-1]["piece"] == "test-piece" and saved[-1]["seconds"] >= 0
+    assert saved[-1]["cpu"] == runtime.cpu_model() != ""
     assert paper_pieces.status_rows()[0]["measured s"] == record["seconds"]
     assert paper_pieces.notebook_rows() == [{"notebook": "01_mnist_duality_gap", "pieces": ["test-piece"],
                                              "missing": [], "measured s": round(record["seconds"], 1)}]
@@ -57,3 +59,10 @@ def test_the_command_line_lists_names_for_a_job_array(capsys):
     names = capsys.readouterr().out.split()
     assert names == [p.name for p in paper_pieces.pieces()]
     assert paper_pieces.main(["run", "nope"]) == 2
+
+
+def test_cpu_model_reads_the_model_name_and_falls_back(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n")
+    assert runtime.cpu_model(info) == "Intel(R) Xeon(R) Processor"
+    assert runtime.cpu_model(tmp_path / "missing") != ""  # platform.processor() or the architecture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -25,6 +27,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise RuntimeError("device='cuda' was asked for but no CUDA GPU is available; "
                            "use device='cpu' or device='auto'")
     return torch.device(device)
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; elsewhere ``platform.processor()`` or the
+    architecture). Recorded beside measured times and results: numba compiles the fused kernels for the
+    host's vector units, so entries computed on different CPU models agree to rounding, not bit for bit."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def setup(seed: int = 0, threads: int | None = None) -> None:
