@@ -133,7 +133,7 @@ def run_one(notebook: str, timeout: float, poll: float = 0.5, full: bool = False
         f"exit {proc.returncode}")
     extra = cuda_extra_bytes(notebook)
     row = {"notebook": notebook, "run": "full" if full else "dry", "status": status, "seconds": round(seconds, 1),
-           "peak_rss_gib": round(peak_gib, 2), "peak_is_lower_bound": timed_out,
+           "peak_rss_gib": round(peak_gib, 2), "peak_is_lower_bound": timed_out, "cpu": cpu_model(),
            "cuda_extra_gib": {k: round(v / GIB, 2) for k, v in extra.items()},
            "projected_gpu_gib": round(peak_gib + sum(extra.values()) / GIB, 1)}
     if status != "ok":
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
               f"projected GPU {row['projected_gpu_gib']} GiB", flush=True)
         rows.sort(key=lambda r: r["notebook"])
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"host": platform.node(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+        args.out.write_text(json.dumps({"host": platform.node(), "cpus": os.cpu_count(),
                                         "threads": os.environ.get("OMP_NUM_THREADS", "2"),
                                         "limit_gib": 24, "gpu_gib": 80, "notebooks": rows}, indent=1) + "\n")
     worst = max(r["peak_rss_gib"] for r in rows)
