@@ -136,6 +136,11 @@ def run(scale: str, device: str, only: list[str] | None = None, log=print, *, wr
 
     out_dir = project_root() / "build" / scale
     logs = access_log_dir(scale)
+    if scale == "paper":  # the MRI notebooks prepare 1,200 slices (JSENSE, about 1 s each on one core): every core
+        from paper_utils.mri.build import WORKERS_ENV
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ.setdefault(WORKERS_ENV, str(cores))
     if dry_run(scale):  # the paper's sizes with cut budgets (memory plan): nothing of it may reach a real output
         dry = project_root() / "build" / "dry-run"
         os.environ.setdefault("PAPER_UTILS_CACHE", str(dry / "cache"))

@@ -351,6 +351,28 @@ def test_dataset_is_deterministic_cached_and_rebuilt_when_corrupt(tmp_path, monk
     assert mri.load_mri_dataset(4, seed=0, cache_dir=tmp_path / "c1", **kw).from_cache
 
 
+def test_worker_processes_prepare_the_same_bits(tmp_path, monkeypatch):
+    # the per-slice preparation in two spawned workers ($PAPER_UTILS_MRI_WORKERS; the paper's 1,200 slices) gives
+    # the arrays that the calling process gives, L1-wavelet baselines and descriptions included
+    kw = dict(n_train_slices=3, n_test_slices=2, progress=False)
+    monkeypatch.setenv(mri.build.WORKERS_ENV, "1")
+    serial = mri.load_mri_datasets([4, 8], seed=0, cache_dir=tmp_path / "serial", **kw)
+    monkeypatch.setenv(mri.build.WORKERS_ENV, "2")
+    pooled = mri.load_mri_datasets([4, 8], seed=0, cache_dir=tmp_path / "pooled", **kw)
+    for R in (4, 8):
+        with np.load(serial[R].cache_path) as a, np.load(pooled[R].cache_path) as b:
+            assert a.files == b.files
+            for k in a.files:
+                assert np.array_equal(a[k], b[k]), k
+    assert mri.build.default_workers() == 2
+    monkeypatch.delenv(mri.build.WORKERS_ENV)
+    assert mri.build.default_workers() == 1  # unset: the calling process
+    for bad in ("zero", "0"):
+        monkeypatch.setenv(mri.build.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match="positive integer"):
+            mri.build.default_workers()
+
+
 def test_slice_selection_and_augmentation():
     assert mri._select(5, None, False, "n_train_slices") == [(i, 0) for i in range(5)]
     assert mri._select(5, 3, False, "n_train_slices") == [(0, 0), (2, 0), (4, 0)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,6 +65,112 @@ def _prepare_slice(ksp_full: np.ndarray, masks: Mapping[str, np.ndarray]) -> tup
         out[rk] = ((zf * scale).astype(np.complex64), (target * scale).astype(np.complex64), scale)
     return maps, out
 
+
+#: environment variable: worker processes for the per-slice preparation (default 1: in the calling
+#: process). The workers are spawned, so a script that sets it must guard its entry point with
+#: ``if __name__ == "__main__":``; ``run_notebooks --scale paper`` sets it to the number of cores.
+WORKERS_ENV = "PAPER_UTILS_MRI_WORKERS"
+
+
+@dataclass(frozen=True)
+class _SliceTask:
+    """What one slice's preparation needs: its k-space source (a magnitude image to simulate from, or a
+    fastMRI (file, slice)), the seeds of its phase, coils, noise and masks, and whether it tunes the
+    L1-wavelet lambda (training) or is reconstructed with the tuned ``lam`` (test)."""
+    split: str
+    source: str
+    seed: int
+    pool_index: int
+    draw: int
+    noise_std: float
+    rks: tuple[str, ...]
+    magnitude: np.ndarray | None
+    fastmri_slice: tuple[str, int] | None
+    tune: bool = False
+    lam: dict[str, float] | None = None
+
+
+@dataclass
+class _SliceResult:
+    n_coils: int
+    masks: dict[str, np.ndarray]
+    per_r: dict[str, tuple[np.ndarray, np.ndarray, float]]
+    tune_psnr: dict[str, list[float]] | None
+    test_l1: dict[str, np.ndarray] | None
+
+
+def _prepare_task(task: _SliceTask) -> _SliceResult:
+    """One slice: simulate or read its k-space, one Poisson mask per R, JSENSE and SENSE
+    (:func:`_prepare_slice`), and its L1-wavelet reconstructions. A pure function of ``task``: the
+    random streams are seeded per slice (:func:`_example_rng`), so the order and the process that runs
+    it do not change the result."""
+    if task.source == "simulated":
+        sim = simulate_multicoil_kspace(task.magnitude, _example_rng(task.seed, task.split, task.pool_index, task.draw,
+                                                                     stream=0), noise_std=task.noise_std)
+        ksp = sim.kspace
+    else:
+        fname, sl = task.fastmri_slice
+        ksp = load_fastmri_kspace(fname, [sl])[0]
+    masks = {}
+    for rk in task.rks:
+        mseed = int(_example_rng(task.seed, task.split, task.pool_index, task.draw, stream=1, R=float(rk)).integers(2**31))
+        masks[rk] = poisson_mask(float(rk), ksp.shape[1:], seed=mseed)
+    maps, per_r = _prepare_slice(ksp, masks)
+    tune_psnr = test_l1 = None
+    if task.tune:
+        tune_psnr = {rk: [magnitude_psnr_np(l1_wavelet_recon(ksp * per_r[rk][2], maps, masks[rk], lm), per_r[rk][1])
+                          for lm in L1_LAMBDAS] for rk in task.rks}
+    elif task.lam is not None:
+        test_l1 = {rk: l1_wavelet_recon(ksp * per_r[rk][2], maps, masks[rk], task.lam[rk]) for rk in task.rks}
+    return _SliceResult(int(ksp.shape[0]), masks, per_r, tune_psnr, test_l1)
+
+
+def default_workers() -> int:
+    """Worker processes for the per-slice preparation: ``$PAPER_UTILS_MRI_WORKERS``, else 1. JSENSE takes
+    about 1 s per slice on one core, so the paper's 1,200 slices take 20 min in one process."""
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if not env:
+        return 1
+    try:
+        n = int(env)
+    except ValueError:
+        raise ValueError(f"${WORKERS_ENV}={env!r}: expected a positive integer") from None
+    if n < 1:
+        raise ValueError(f"${WORKERS_ENV}={env!r}: expected a positive integer")
+    return n
+
+
+def _map_slices(tasks: list[_SliceTask], workers: int | None) -> Iterator[_SliceResult]:
+    """:func:`_prepare_task` over ``tasks``, in order: in this process, or in ``workers`` spawned
+    processes with one BLAS/OpenMP thread each (the results are the same bits either way)."""
+    workers = default_workers() if workers is None else int(workers)
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_prepare_task, tasks)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    one_thread = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    saved = {k: os.environ.get(k) for k in one_thread}
+
+    def restore():
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    os.environ.update(one_thread)  # inherited by the workers, spawned while map submits the tasks
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = pool.map(_prepare_task, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+            restore()
+            yield from results
+    finally:
+        restore()
+
+
 def _build(
     rks: list[str],
     source: str,
@@ -74,6 +182,7 @@ def _build(
     noise_std: float,
     config: dict,
     progress: bool,
+    workers: int | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     from tqdm import tqdm
 
@@ -107,30 +216,23 @@ def _build(
                 lam[rk] = float(L1_LAMBDAS[int(np.argmax(means))])
                 out[rk]["l1_tune"] = means.tolist()
                 out[rk]["test_l1"] = []
-        for position, (pool_index, draw) in enumerate(selection[split]):
-            if source == "simulated":
-                sim = simulate_multicoil_kspace(magnitudes[split][pool_index].image,
-                                                _example_rng(seed, split, pool_index, draw, stream=0), noise_std=noise_std)
-                ksp = sim.kspace
-            else:
-                fname, sl = pools[split][pool_index]
-                ksp = load_fastmri_kspace(fname, [sl])[0]
-            coils.add(int(ksp.shape[0]))
-            masks = {}
+        tasks = [_SliceTask(split, source, seed, pool_index, draw, noise_std, tuple(rks),
+                            magnitudes[split][pool_index].image if source == "simulated" else None,
+                            pools[split][pool_index] if source != "simulated" else None,
+                            tune=(split == "train" and position in tune_at),
+                            lam=dict(lam) if split == "test" else None)
+                 for position, (pool_index, draw) in enumerate(selection[split])]
+        for done in _map_slices(tasks, workers):
+            coils.add(done.n_coils)
             for rk in rks:
-                mseed = int(_example_rng(seed, split, pool_index, draw, stream=1, R=float(rk)).integers(2**31))
-                masks[rk] = poisson_mask(float(rk), ksp.shape[1:], seed=mseed)
-            maps, per_r = _prepare_slice(ksp, masks)
-            for rk in rks:
-                zf, tgt, scale = per_r[rk]
-                if split == "train" and position in tune_at:
-                    tune_psnr[rk].append([magnitude_psnr_np(l1_wavelet_recon(ksp * scale, maps, masks[rk], lm), tgt)
-                                          for lm in L1_LAMBDAS])
-                elif split == "test":
-                    out[rk]["test_l1"].append(l1_wavelet_recon(ksp * scale, maps, masks[rk], lam[rk]))
+                zf, tgt, scale = done.per_r[rk]
+                if done.tune_psnr is not None:
+                    tune_psnr[rk].append(done.tune_psnr[rk])
+                if done.test_l1 is not None:
+                    out[rk]["test_l1"].append(done.test_l1[rk])
                 out[rk][f"{split}_zf"].append(zf)
                 out[rk][f"{split}_target"].append(tgt)
-                out[rk][f"{split}_masks"].append(masks[rk])
+                out[rk][f"{split}_masks"].append(done.masks[rk])
                 out[rk][f"{split}_scale"].append(scale)
             bar.update(1)
     bar.close()
