@@ -398,3 +398,26 @@ def test_load_mri_dataset_validates_arguments(tmp_path, kwargs, match):
     R = kwargs.pop("R")
     with pytest.raises(ValueError, match=match):
         mri.load_mri_dataset(R, cache_dir=tmp_path, progress=False, **kwargs)
+
+
+def test_poisson_search_matches_sigpy_and_ends_where_sigpy_loops_forever():
+    import sigpy.mri
+
+    from paper_utils.mri.masks import _sigpy_poisson
+
+    shape, calib = (80, 80), (16, 16)
+    for R in (2, 4, 8):
+        for seed in range(6):
+            tol = 0.01 * R
+            try:
+                expected = sigpy.mri.poisson(shape, R, calib=calib, dtype=np.float32, seed=seed, tol=tol) != 0
+            except ValueError:
+                with pytest.raises(ValueError, match="no variable-density"):
+                    _sigpy_poisson(shape, R, calib, seed, tol)
+                continue
+            assert np.array_equal(_sigpy_poisson(shape, R, calib, seed, tol), expected), (R, seed)
+    # sigpy 0.1.27 bisects this seed down to two adjacent slopes and never returns
+    with pytest.raises(ValueError, match="seed 170615727"):
+        _sigpy_poisson(shape, 8, calib, 170615727, 0.08)
+    mask = mri.poisson_mask(8, seed=170615727)  # the next seed instead
+    assert abs(mask.size / mask.sum() - 8) <= 0.02 * 8 and mask[mri.calibration_slices(shape)].all()
