@@ -284,8 +284,8 @@ def plot(result: RobustnessResult):
     for (noise, part), ax in g.axes_dict.items():
         fig_no = 8 if noise == gaussian else 9
         sampled = f" (every {cfg0.test_every}th epoch, last {TEST_TAIL})" if part == "test" and cfg0.test_every > 1 else ""
-        ax.set(yscale="log", title=f"Fig. {fig_no}: {noise} noise, {part}{sampled}",
-               ylabel="objective" if part == "train" else "1/(2M) ||f(Y) - X||^2")
+        ax.set(yscale="log", ylabel="objective" if part == "train" else "1/(2M) ||f(Y) - X||^2")
+        ax.set_title(f"Fig. {fig_no}: {noise}, {part}{sampled}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
         if part == "train":                  # the optimum basis: certified d_P and the converged seeds
             cfg_o, exact_o, primals_o = result.optimum[noise]
@@ -293,6 +293,7 @@ def plot(result: RobustnessResult):
             ax.plot([cfg_o.epochs + 0.6] * len(primals_o), [c.objective for c in primals_o], "kx", ms=7,
                     label="primal seeds (optimum basis, as trained)")
             ax.legend(fontsize=7)
+    g.tight_layout()                         # room for each column's own y label and the grid's legend
     g.figure.suptitle(f"Figures 8-9: primal (m = {cfg0.n_filters}) vs dual (P = {cfg0.n_patterns}), "
                       f"{len(result.seeds)} seeds, {cfg0.n_train} training images, scale = {result.scale}", y=1.02)
     return g.figure
