@@ -259,6 +259,40 @@ def test_cone_projection_kkt():
             assert nnls(A, r)[1] <= 1e-9 * max(1.0, np.linalg.norm(r))
 
 
+def test_cone_projection_norms_match_scipy_nnls_and_floor_gives_upper_bounds(monkeypatch):
+    """``||Pi_K(v)|| = min_{mu >= 0} ||v + C^T mu||`` (Moreau) computed independently by SciPy's NNLS, on
+    blocks whose projections need many active constraints (v deep in the polar cone, as at the MRI
+    optimum); batches split by the Gram budget give the same rows; with ``floor`` every row is an upper
+    bound, at most ``floor`` where it stopped early, and the rows above ``floor`` are the projections."""
+    from scipy.optimize import nnls
+
+    from paper_utils.dual_solver import cones
+
+    gen = torch.Generator().manual_seed(1)
+    B, K, d = 40, 30, 8
+    g = torch.randn(B, d, generator=gen, dtype=torch.float64)
+    C = torch.randn(B, K, d, generator=gen, dtype=torch.float64)
+    C = C * torch.sign((C @ g.unsqueeze(2)).squeeze(2)).unsqueeze(2)          # g is inside every cone
+    C = C / C.norm(dim=2, keepdim=True)
+    valid = torch.rand(B, K, generator=gen) > 0.1
+    mix = torch.rand(B, K, 1, generator=gen, dtype=torch.float64) * valid.unsqueeze(2)
+    t = torch.linspace(0, 1, B, dtype=torch.float64).unsqueeze(1)           # from deep in the polar cone to inside
+    v = (1 - t) * -(C * mix).sum(1) + t * 3 * g / g.norm(dim=1, keepdim=True) \
+        + 0.3 * torch.randn(B, d, generator=gen, dtype=torch.float64)
+    exact = _nnls_project(C, valid, v).norm(dim=1)
+    ref = torch.tensor([nnls((-C[b][valid[b]].T).numpy(), v[b].numpy())[1] for b in range(B)], dtype=torch.float64)
+    assert torch.allclose(exact, ref, rtol=1e-9, atol=1e-10)
+    assert int((exact < 1e-9).sum()) >= 5 and int((exact > 0.1).sum()) >= 5   # both regimes present
+    monkeypatch.setattr(cones, "NNLS_GRAM_NUMBERS", 7 * (K + d) ** 2)           # batches of 7 blocks
+    assert torch.allclose(_nnls_project(C, valid, v).norm(dim=1), exact, rtol=1e-12, atol=1e-15)
+    floor = float(exact.median())
+    bound = _nnls_project(C, valid, v, floor=floor).norm(dim=1)
+    assert bool((bound >= exact * (1 - 1e-9) - 1e-15).all())
+    above = bound > floor
+    assert torch.allclose(bound[above], exact[above], rtol=1e-9, atol=1e-15)
+    assert bool((exact[~above] <= floor * (1 + 1e-9)).all())
+
+
 def test_lasso_exact():
     gen = torch.Generator().manual_seed(0)
     A = torch.randn(40, 15, generator=gen, dtype=torch.float64)

@@ -35,64 +35,124 @@ from .data import F64, _Data
 # ----------------------------------------------------------------------------------------------
 # projection onto polyhedral cones: batched Lawson-Hanson, and cutting planes over all rows
 # ----------------------------------------------------------------------------------------------
-def _nnls_project(C: torch.Tensor, valid: torch.Tensor, v: torch.Tensor, tol: float = 1e-13):
+#: blocks per batch of :func:`_nnls_project`: its Gram matrices (B, K + d, K + d) hold at most 2**25 numbers (256 MiB)
+NNLS_GRAM_NUMBERS = 2 ** 25
+
+
+def _nnls_project(C: torch.Tensor, valid: torch.Tensor, v: torch.Tensor, tol: float = 1e-13,
+                  floor: float | None = None):
     """Project ``v[b]`` (B, d) onto ``{w : C[b, k] . w >= 0 for valid k}`` (C (B, K, d), float64).
 
     Lawson-Hanson on ``min_{mu >= 0} ||v + C^T mu||^2``; passive sets live in d slots (at most d
     linearly independent active constraints). Returns the projection (B, d).
+
+    Bounds only (``floor``): every iterate ``v + C^T mu`` (``mu >= 0``) is at least as long as the
+    projection (Moreau: ``||Pi_K(v)|| = min_{mu >= 0} ||v + C^T mu||``), so a block stops once its
+    iterate is no longer than ``floor``; its row is then such an iterate, whose norm bounds the
+    projection's from above and is at most ``floor``. Rows longer than ``floor`` are projections.
+
+    Blocks are independent and run in batches of at most ``NNLS_GRAM_NUMBERS / (K + d)**2`` blocks, whose
+    Gram matrices ``C C^T`` and products ``C v`` are formed once, so that each least-squares step
+    gathers its (d, d) system instead of multiplying it out. Within a batch each
+    step works only on the blocks it changes: a block whose projection has no violated constraint
+    left is finished (its state no longer changes); finished blocks leave the batch once they are a
+    quarter of it (its copies cost a geometric sum), and the least-squares solves run only on the
+    unfinished blocks, in the inner loop only on those that still hold a negative multiplier. At the
+    MRI optimum's paper size (2P = 10,000 blocks, K = 128, d = 49, about 48 constraints active per
+    block: the gradient points almost into the polar cone) a batch needs about 270 outer steps, the
+    last 200 of them for a shrinking few blocks.
     """
     B, K, d = C.shape
-    dev, dt = C.device, C.dtype
     if K == 0 or B == 0:
         return v.clone()
-    ar = torch.arange(B, device=dev)
+    step = max(1, NNLS_GRAM_NUMBERS // ((K + d) * (K + d)))
+    level = -math.inf if floor is None else float(floor)
+    parts = [_nnls_batch(C[s:s + step], valid[s:s + step], v[s:s + step], tol, level)
+             for s in range(0, B, step)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _nnls_batch(C: torch.Tensor, valid: torch.Tensor, v: torch.Tensor, tol: float, level: float) -> torch.Tensor:
+    """:func:`_nnls_project` on one batch of blocks; ``level``: the norm at or below which an iterate stops."""
+    B, K, d = C.shape
+    dev, dt = C.device, C.dtype
+    out = v.clone()
+    idx = torch.arange(B, device=dev)                   # the blocks still in the batch, positions in the input
+    Ca, va, ww = C, valid, v.clone()
+    # Gram matrices of the K normals and d unit dummies (an empty slot k points at dummy K + k, so a
+    # passive set's system is one gather: its empty slots give identity rows, zero right-hand sides
+    # and exactly zero multipliers), with the 1e-13 ridge on the diagonal
+    G = torch.zeros(B, K + d, K + d, dtype=dt, device=dev)
+    G[:, :K, :K] = C @ C.transpose(1, 2)
+    G.diagonal(dim1=1, dim2=2)[:, K:] = 1.0
+    G.diagonal(dim1=1, dim2=2).add_(1e-13)
+    Cv = torch.zeros(B, K + d, dtype=dt, device=dev)
+    Cv[:, :K] = (C @ v.unsqueeze(2)).squeeze(2)
     slots = torch.full((B, d), -1, dtype=torch.long, device=dev)
     mu = torch.zeros(B, d, dtype=dt, device=dev)
     scale = torch.linalg.vector_norm(v, dim=1).clamp_min(1e-300)
-    eye = torch.eye(d, dtype=dt, device=dev)
-    w = v.clone()
+    dummy = torch.arange(K, K + d, device=dev)
+    Kd = K + d
 
-    def gather(sl):
+    def lsq(rows, sl):
+        """Minimise ``||v + C_S^T z||`` over the passive sets ``sl`` (r, d) of blocks ``rows``."""
+        sc = torch.where(sl >= 0, sl, dummy)
+        Q = torch.take(G, (rows.view(-1, 1, 1) * Kd + sc.unsqueeze(2)) * Kd + sc.unsqueeze(1))    # (r, d, d)
+        rhs = -torch.take(Cv, rows.view(-1, 1) * Kd + sc)
+        return torch.linalg.solve(Q, rhs) * (sl >= 0)
+
+    def project(sl, m):
+        """``v + C_S^T mu`` of every block in the batch."""
         on = sl >= 0
-        return on, torch.where(on.unsqueeze(2), C[ar.unsqueeze(1), sl.clamp_min(0)], 0.0)
-
-    def lsq(sl):
-        on, Cp = gather(sl)
-        Qm = Cp @ Cp.transpose(1, 2) + torch.diag_embed((~on).to(dt)) + 1e-13 * eye
-        rhs = -(Cp @ v.unsqueeze(2)).squeeze(2)
-        return torch.linalg.solve(Qm, rhs) * on
+        Cp = torch.where(on.unsqueeze(2), Ca[torch.arange(sl.shape[0], device=dev).unsqueeze(1), sl.clamp_min(0)], 0.0)
+        return v[idx] + (m.unsqueeze(1) @ Cp).squeeze(1)
 
     for _ in range(4 * (K + d)):
-        cv = (C @ w.unsqueeze(2)).squeeze(2)                                       # (B, K)
-        passive = torch.zeros(B, K, dtype=torch.bool, device=dev)
+        n = idx.numel()
+        ar = torch.arange(n, device=dev)
+        cv = (Ca @ ww.unsqueeze(2)).squeeze(2)                                     # (n, K)
+        passive = torch.zeros(n, K, dtype=torch.bool, device=dev)
         on = slots >= 0
-        passive[ar.unsqueeze(1).expand(B, d)[on], slots[on]] = True
-        cv = torch.where(valid & ~passive, cv, math.inf)
+        passive[ar.unsqueeze(1).expand(n, d)[on], slots[on]] = True
+        cv = torch.where(va & ~passive, cv, math.inf)
         m, j = cv.min(1)
         act = (m < -tol * scale) & ~on.all(1)
-        if not bool(act.any()):
+        if level > -math.inf:
+            act &= torch.linalg.vector_norm(ww, dim=1) > level
+        n_act = int(act.sum())
+        if n_act == 0:
             break
-        free = (~on).to(torch.int8).argmax(1)
-        slots[act, free[act]] = j[act]
+        if n_act < 0.75 * n:                            # finished blocks (their state no longer changes) leave
+            done = ~act
+            out[idx[done]] = ww[done]
+            keep = act.nonzero().squeeze(1)
+            idx, Ca, va, ww, G, Cv = idx[keep], Ca[keep], va[keep], ww[keep], G[keep], Cv[keep]
+            slots, mu, scale, j, on, act = slots[keep], mu[keep], scale[keep], j[keep], on[keep], act[keep]
+        rows = act.nonzero().squeeze(1)                 # the blocks of the inner loop
+        free = (~on[rows]).to(torch.int8).argmax(1)
+        slots[rows, free] = j[rows]
         for _inner in range(d + 1):
-            z = lsq(slots)
-            on = slots >= 0
-            neg = on & (z <= 0) & act.unsqueeze(1)
+            sl = slots[rows]
+            z = lsq(rows, sl)
+            on = sl >= 0
+            neg = on & (z <= 0)
             bad = neg.any(1)
-            mu = torch.where((act & ~bad).unsqueeze(1), z, mu)
+            ok = ~bad
+            mu[rows[ok]] = z[ok]
             if not bool(bad.any()):
                 break
-            ratio = torch.where(neg, mu / (mu - z), math.inf)
+            rows, z, neg, on = rows[bad], z[bad], neg[bad], on[bad]
+            mb = mu[rows]
+            ratio = torch.where(neg, mb / (mb - z), math.inf)
             alpha = ratio.min(1).values.clamp(0, 1)
-            mu = torch.where(bad.unsqueeze(1), mu + alpha.unsqueeze(1) * (z - mu), mu)
-            drop = bad.unsqueeze(1) & on & (mu <= 1e-15 * scale.unsqueeze(1))
-            drop[bad, ratio.argmin(1)[bad]] = True
-            slots = torch.where(drop, -1, slots)
-            mu = torch.where(drop, 0.0, mu)
-            act = bad
-        _, Cp = gather(slots)
-        w = v + (mu.unsqueeze(1) @ Cp).squeeze(1)
-    return w
+            mb = mb + alpha.unsqueeze(1) * (z - mb)
+            drop = on & (mb <= 1e-15 * scale[rows].unsqueeze(1))
+            drop[torch.arange(rows.numel(), device=dev), ratio.argmin(1)] = True
+            slots[rows] = torch.where(drop, -1, slots[rows])
+            mu[rows] = torch.where(drop, 0.0, mb)
+        ww = project(slots, mu)
+    out[idx] = ww
+    return out
 
 
 class _WorkingSets:
@@ -176,6 +236,10 @@ def _project_cones(data: _Data, ws: _WorkingSets, V: torch.Tensor, blocks: torch
 # ----------------------------------------------------------------------------------------------
 # certificate
 # ----------------------------------------------------------------------------------------------
+#: a block with ``c_j < INSIDE beta`` is strictly inside its dual constraint (zero at the optimum)
+INSIDE = 0.99
+
+
 def _certificate(data: _Data, ws: _WorkingSets, beta: float, sq: float, rx: float, grad: torch.Tensor,
                  max_rounds: int = 40, rel_tol: float = 1e-9):
     """Lower bound on eq. (4) from the residual: ``lam = -r/M``; returns (lower_bound, max_j c_j / beta,
@@ -187,7 +251,13 @@ def _certificate(data: _Data, ws: _WorkingSets, beta: float, sq: float, rx: floa
     M = data.M
     s = torch.cat([-grad, grad])                       # A_j^T lam: w-blocks then z-blocks
     Vn = torch.linalg.vector_norm(s, dim=1)
-    bound = torch.linalg.vector_norm(_nnls_project(ws.C, ws.valid, s), dim=1)
+    # a block whose bound falls to INSIDE beta stops there: every use of ``bound`` is a comparison with
+    # beta (the maximum, the violated blocks c_j > beta, the blocks inside c_j < INSIDE beta), and the
+    # blocks above that level run to their projection, so each comparison is as with exact projections
+    floor = INSIDE * beta
+    bound = torch.linalg.vector_norm(_nnls_project(ws.C, ws.valid, s, floor=floor), dim=1)
+    if float(bound.max()) <= floor:                    # every block stopped: the maximum needs them all
+        bound = torch.linalg.vector_norm(_nnls_project(ws.C, ws.valid, s), dim=1)
     exact = torch.full_like(bound, ws.exact, dtype=torch.bool)
     for _ in range(max_rounds):
         cmax = float(bound.max())

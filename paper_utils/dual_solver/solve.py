@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from .barrier import _refine
-from .cones import _WorkingSets, _certificate, _project_cones
+from .cones import INSIDE, _WorkingSets, _certificate, _project_cones
 from .data import F64, _as_tensor, _Data
 from .lasso import _blocks, _lasso
 from .result import DualSolution
@@ -281,7 +281,7 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     # Blocks strictly inside the dual constraint (c_j < beta) are zero at the optimum (complementary
     # slackness); the barrier leaves them tiny but non-zero. Zero them (exact path sparsity, a smaller
     # eq. (5) network) when the objective does not rise, or the point stays certified to tol.
-    inside = (state["bound"] < 0.99 * beta) & (torch.linalg.vector_norm(U, dim=1) > 0)
+    inside = (state["bound"] < INSIDE * beta) & (torch.linalg.vector_norm(U, dim=1) > 0)
     if bool(inside.any()):
         cand = evaluate(torch.where(inside.unsqueeze(1), 0.0, U))
         c_obj, obj0 = cand[2] + cand[3], loss + reg
