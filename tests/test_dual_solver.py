@@ -233,15 +233,20 @@ def test_bad_inputs(bad):
         solve_dual(Y, x, G, beta, **kwargs)
 
 
-def test_cone_projection_kkt():
-    """Batched Lawson-Hanson projection onto polyhedral cones satisfies the KKT conditions."""
-    gen = torch.Generator().manual_seed(0)
-    B, K, d = 50, 20, 6
+def _random_cones(gen, B: int, K: int, d: int, keep: float):
+    """B cones of K unit normals in d dimensions (a share ``keep`` of them valid), each holding g (B, d)."""
     g = torch.randn(B, d, generator=gen, dtype=torch.float64)
     C = torch.randn(B, K, d, generator=gen, dtype=torch.float64)
     C = C * torch.sign((C @ g.unsqueeze(2)).squeeze(2)).unsqueeze(2)          # g is inside every cone
     C = C / C.norm(dim=2, keepdim=True)
-    valid = torch.rand(B, K, generator=gen) > 0.2
+    return g, C, torch.rand(B, K, generator=gen) > 1 - keep
+
+
+def test_cone_projection_kkt():
+    """Batched Lawson-Hanson projection onto polyhedral cones satisfies the KKT conditions."""
+    gen = torch.Generator().manual_seed(0)
+    B, K, d = 50, 20, 6
+    g, C, valid = _random_cones(gen, B, K, d, 0.8)
     v = 3 * torch.randn(B, d, generator=gen, dtype=torch.float64)
     w = _nnls_project(C, valid, v)
     cw = (C @ w.unsqueeze(2)).squeeze(2)
@@ -270,11 +275,7 @@ def test_cone_projection_norms_match_scipy_nnls_and_floor_gives_upper_bounds(mon
 
     gen = torch.Generator().manual_seed(1)
     B, K, d = 40, 30, 8
-    g = torch.randn(B, d, generator=gen, dtype=torch.float64)
-    C = torch.randn(B, K, d, generator=gen, dtype=torch.float64)
-    C = C * torch.sign((C @ g.unsqueeze(2)).squeeze(2)).unsqueeze(2)          # g is inside every cone
-    C = C / C.norm(dim=2, keepdim=True)
-    valid = torch.rand(B, K, generator=gen) > 0.1
+    g, C, valid = _random_cones(gen, B, K, d, 0.9)
     mix = torch.rand(B, K, 1, generator=gen, dtype=torch.float64) * valid.unsqueeze(2)
     t = torch.linspace(0, 1, B, dtype=torch.float64).unsqueeze(1)           # from deep in the polar cone to inside
     v = (1 - t) * -(C * mix).sum(1) + t * 3 * g / g.norm(dim=1, keepdim=True) \
