@@ -137,7 +137,7 @@ def run_one(notebook: str, timeout: float, poll: float = 0.5, full: bool = False
            "cuda_extra_gib": {k: round(v / GIB, 2) for k, v in extra.items()},
            "projected_gpu_gib": round(peak_gib + sum(extra.values()) / GIB, 1)}
     if status != "ok":
-        row["log_tail"] = out[-2000:]
+        row["log_tail"] = out[-2000:].replace(f"{ROOT}/", "")        # paths relative to the repository
     return row
 
 
