@@ -90,12 +90,14 @@ def test_an_executed_notebook_is_stored_with_final_bars_one_stream_and_tags(tmp_
     assert kinds == [("stream", "stderr"), ("stream", "stdout"), ("display_data", None)], kinds
     assert run_cell.outputs[0].text == FINAL  # the last frame only; the cleared bar leaves nothing
     assert run_cell.outputs[2].data == {"text/plain": "sweep: 100%|██████████| 12/12 [00:37<00:00,  3.08s/it]"}
-    # nbval markers: tags in place of comment lines, and nbval reads them as the same options
+    # nbval markers: NBVAL_CHECK_OUTPUT stays a comment opening its cell (readers see what is compared),
+    # the others become tags; nbval reads both as the same options
     assert run_cell.source == "result = run(scale)" and run_cell.metadata.tags == ["nbval-ignore-output"]
-    assert verdict_cell.source == "tables.show_verdicts(result.claims);"
-    assert dict(find_metadata_tags(verdict_cell.metadata)) == {"check": True}
+    assert verdict_cell.source == "# NBVAL_CHECK_OUTPUT\ntables.show_verdicts(result.claims);"
+    assert "tags" not in verdict_cell.metadata
+    assert dict(find_comment_markers(verdict_cell.source)) == {"check": True}
     assert dict(find_metadata_tags(run_cell.metadata)) == {"check": False}
-    assert not any(dict(find_comment_markers(c.source)) for c in nb.cells)
+    assert not dict(find_comment_markers(run_cell.source))
     assert nb.cells[0].metadata.tags == ["parameters"]
     # run metadata and the widget state gone, the project kernel named
     assert "papermill" not in nb.metadata and "widgets" not in nb.metadata
@@ -203,7 +205,8 @@ def test_the_status_cell_gives_the_seconds_and_where_the_results_came_from(monke
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT).with_suffix("")) for p in NOTEBOOKS])
 def test_committed_notebooks_are_stored_clean(path):
-    """What the hosting page renders: no stale 0% bars or per-frame streams, no NBVAL comments, the
+    """What the hosting page renders: no stale 0% bars or per-frame streams, no NBVAL comments but the
+    ``# NBVAL_CHECK_OUTPUT`` opening each compared table's cell (at least one per notebook), the
     project kernel, and a closing run-status cell that nbval does not compare; the parameters cell
     names the scale the stored outputs ran at (nbval re-executes at it)."""
     nb = nbformat.read(path, as_version=4)
@@ -212,16 +215,22 @@ def test_committed_notebooks_are_stored_clean(path):
     assert f'scale = "{scale}"' in params.source.splitlines()
     assert nb.metadata.kernelspec["name"] == notebook_clean.KERNEL_NAME
     assert "papermill" not in nb.metadata and "widgets" not in nb.metadata
+    checked = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        assert not dict(find_comment_markers(cell.source)), cell.source
+        markers = dict(find_comment_markers(cell.source))
+        assert markers in ({}, {"check": True}), cell.source
+        if markers:
+            assert cell.source.startswith("# NBVAL_CHECK_OUTPUT\n") and cell.outputs, cell.source
+            checked += 1
         streams = [o.name for o in cell.outputs if o.output_type == "stream"]
         assert len(streams) == len(set(streams)), f"{len(streams)} stream outputs in one cell"
         for out in cell.outputs:
             assert WIDGET_VIEW not in out.get("data", {})
             text = out.get("text", "") + out.get("data", {}).get("text/plain", "")
             assert "\r" not in text and " 0%|" not in text
+    assert checked >= 1, "no output of this notebook is compared by nbval"
     last = nb.cells[-1]
     assert last.source == f'run_status.show("{path.stem}")'
     assert "nbval-ignore-output" in last.metadata.get("tags", [])

@@ -13,8 +13,9 @@ place to committed notebooks):
   the last one (nbval's ``coalesce_streams``, the same rule nbclient applies at execution time with
   ``coalesce_streams=True``); what a bar closed without ``leave`` leaves behind (spaces and ``\\r``)
   is removed.
-- **nbval markers**: ``# NBVAL_IGNORE_OUTPUT``-style comment lines become the equivalent cell tags
-  (``nbval-ignore-output``, ...; nbval reads both), so readers do not see them.
+- **nbval markers**: ``# NBVAL_CHECK_OUTPUT`` stays a comment opening its cell, so a reader sees which
+  outputs ``make test`` compares; the other markers (``# NBVAL_IGNORE_OUTPUT``, ...) become the
+  equivalent cell tags (``nbval-ignore-output``, ...; nbval reads both forms), so readers do not see them.
 - **run metadata**: papermill's injected-parameters cell and run metadata go (nbstripout's
   ``strip_output``, outputs, counts and cell ids kept: nbval needs the counts). The injected values of
   :data:`CARRIED_PARAMETERS` are first written into the ``parameters`` cell, so that a notebook run at
@@ -50,31 +51,58 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 _CLEARED_BAR = re.compile(r"(?:^|(?<=\n))[ ]*\r$")
 
 
-def nbval_comments_to_tags(nb) -> int:
-    """Move every nbval comment marker (``# NBVAL_CHECK_OUTPUT``, ...) of the code cells into the cell
-    tags nbval maps to the same option (its own ``comment_markers`` table), removing the comment line.
-    Returns the number of markers moved."""
+#: nbval markers kept as a visible first comment line: a reader sees which outputs every ``make test``
+#: compares (the verdict and results tables); the other markers only say what nbval skips
+VISIBLE_MARKERS = ("NBVAL_CHECK_OUTPUT",)
+
+
+def _marker_tag(marker: str) -> str:
+    return marker.lower().replace("_", "-")
+
+
+def nbval_markers(nb) -> int:
+    """Put every nbval marker of the code cells into one form per marker (nbval reads both forms as the
+    same option, its own ``comment_markers`` table):
+
+    - :data:`VISIBLE_MARKERS` as a comment line opening the cell (``# NBVAL_CHECK_OUTPUT``), moved there
+      from a cell tag or from a later line;
+    - every other marker (``# NBVAL_IGNORE_OUTPUT``, ...) as its cell tag, the comment line removed.
+
+    Returns the number of cells changed."""
     from nbval.plugin import comment_markers
 
-    moved = 0
+    changed = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        kept, tags = [], list(cell.metadata.get("tags", []))
-        for line in cell.source.splitlines():
+        before = (cell.source, list(cell.metadata.get("tags", [])))
+        lines = cell.source.splitlines()
+        tags = list(cell.metadata.get("tags", []))
+        kept, visible = [], []
+        for line in lines:
             stripped = line.strip()
             marker = stripped.lstrip("#").strip() if stripped.startswith("#") else ""
-            if marker in comment_markers:
-                tag = marker.lower().replace("_", "-")
-                if tag not in tags:
-                    tags.append(tag)
-                moved += 1
-            else:
+            if marker not in comment_markers:
                 kept.append(line)
-        if len(kept) != len(cell.source.splitlines()):
-            cell.source = "\n".join(kept)
+            elif marker in VISIBLE_MARKERS:
+                visible.append(marker)
+            else:
+                if _marker_tag(marker) not in tags:
+                    tags.append(_marker_tag(marker))
+        for marker in VISIBLE_MARKERS:
+            if _marker_tag(marker) in tags:
+                tags.remove(_marker_tag(marker))
+                visible.append(marker)
+        if len(kept) == len(lines) and not visible:
+            continue
+        visible = list(dict.fromkeys(visible))
+        cell.source = "\n".join([f"# {m}" for m in visible] + kept)
+        if tags:
             cell.metadata["tags"] = tags
-    return moved
+        else:
+            cell.metadata.pop("tags", None)
+        changed += (cell.source, tags) != before
+    return changed
 
 
 def _widget_states(nb) -> dict:
@@ -180,7 +208,7 @@ def clean_notebook(nb):
 
     tqdm_widgets_to_text(nb)
     coalesce_streams(nb)
-    nbval_comments_to_tags(nb)
+    nbval_markers(nb)
     carry_parameters(nb)
     keys = list(RUN_METADATA_KEYS) + ([] if has_widget_outputs(nb) else [WIDGET_STATE_KEY])
     strip_output(nb, keep_output=True, keep_count=True, keep_id=True, extra_keys=keys,
