@@ -58,8 +58,8 @@ def test_set_gram_rows_match_the_full_rows(dtype, clamp, tilted):
     A = data.Gh.T.contiguous()
     if tilted:
         s = A + 0.7 * torch.from_numpy(np.random.default_rng(5).standard_normal((30, 6)))
-        proj, exact = _project_cones(data, _WorkingSets(data, 64, 512), s, torch.arange(30))
-        assert exact
+        proj, done = _project_cones(data, _WorkingSets(data, 64, 512), s, torch.arange(30))
+        assert bool(done.all())
         c = torch.linalg.vector_norm(proj, dim=1)
         # a projection near zero (s points away from a thin cone) normalises to rounding noise: such
         # patterns keep their ray (the solver tilts only to projections of norm above beta)
@@ -238,12 +238,31 @@ def test_violated_best_responses_leave_small_violations_alone():
     beta = 0.5 * float(torch.linalg.vector_norm(grad, dim=1).max())
     _, ratio, bound = _certificate(data, ws, beta, float(sq), float(rx), grad)
     assert ratio > 1
-    pats0, proj0, c0, skipped0 = _violated_best_responses(data, ws, beta, theta, grad, bound)
-    assert skipped0 == 0 and bool((c0 > beta).all()) and pats0.numel() >= 3
+    pats0, proj0, c0, skipped0, unfinished0 = _violated_best_responses(data, ws, beta, theta, grad, bound)
+    assert skipped0 == 0 and unfinished0 == 0 and bool((c0 > beta).all()) and pats0.numel() >= 3
     margin = float(c0.median()) / beta - 1
-    pats, proj, c, skipped = _violated_best_responses(data, ws, beta, theta, grad, bound, margin)
+    pats, proj, c, skipped, unfinished = _violated_best_responses(data, ws, beta, theta, grad, bound, margin)
     big = c0 > beta * (1 + margin)
-    assert torch.equal(pats, pats0[big]) and skipped >= int((~big).sum()) > 0
+    assert torch.equal(pats, pats0[big]) and unfinished == 0 and skipped >= int((~big).sum()) > 0
     assert torch.allclose(proj, proj0[big], rtol=0, atol=1e-10 * float(c0.max()))
-    pats, _, _, skipped = _violated_best_responses(data, ws, beta, theta, grad, bound, 10.0)
+    pats, _, _, skipped, _ = _violated_best_responses(data, ws, beta, theta, grad, bound, 10.0)
     assert torch.equal(pats, pats0) and skipped == 0
+
+
+def test_tilted_rays_go_on_when_cone_projections_stop_at_their_cutting_plane_cap(monkeypatch, capsys):
+    """Small working sets (16 rows per block over M = 20,000) and one cutting-plane round per projection:
+    the blocks whose best response is unfinished keep their directions for a round (the rows they got stay
+    in the working sets), the others tilt, and the solve still certifies the optimum of the uncapped run."""
+    import paper_utils.dual_solver.cones as cones
+
+    Y, x, G = _problem(20000, 9, 120, 0)
+    kw = dict(tol=1e-9, dense_bytes=1.0, gram="working", working_init=16, working_set=16)
+    ref = solve_dual(Y, x, G, 1e-3, **kw)
+    monkeypatch.setattr(cones, "CUT_ROUNDS", 1)
+    capped = solve_dual(Y, x, G, 1e-3, progress=True, **kw)
+    log = capsys.readouterr().out
+    assert "left for their unfinished projections" in log
+    assert ref.converged and capped.converged, (ref.status, capped.status)
+    assert abs(capped.objective - ref.objective) <= 1e-9 * ref.objective
+    assert capped.lower_bound <= ref.objective * (1 + 1e-12)
+    assert capped.max_violation <= 1e-9

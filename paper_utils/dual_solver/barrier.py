@@ -193,7 +193,7 @@ def _refine(data, ws, beta, c0, tol, max_iter, factor, state, assess, log, out_o
         if not need_cuts:
             break
         log("ipm   the iterate violates rows outside the working sets: adding cutting planes")
-        U, exact = _project_cones(data, ws, U)
-        if exact and assess(U, "ipm") <= tol:
+        U, done = _project_cones(data, ws, U)
+        if bool(done.all()) and assess(U, "ipm") <= tol:
             return "barrier refinement certified to tol"
     return "barrier refinement stopped before reaching tol"

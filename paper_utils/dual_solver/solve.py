@@ -228,8 +228,8 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
         if W0.shape != (P, d) or Z0.shape != (P, d):
             raise ValueError(f"W0 and Z0 must have shape (P, d) = ({P}, {d}), got "
                              f"{tuple(W0.shape)} and {tuple(Z0.shape)}")
-        U0, exact = _project_cones(data, ws, torch.cat([W0, Z0]))
-        if exact:
+        U0, done = _project_cones(data, ws, torch.cat([W0, Z0]))
+        if bool(done.all()):
             assess(U0, "warm")
 
     # -- step 2: tilted rays ------------------------------------------------------------------------------
@@ -266,8 +266,8 @@ def solve_dual(Yp, x, G, beta: float, *, tol: float = 1e-6, max_iter: int = 400,
     # -- final: exact restoration and report ----------------------------------------------------------
     U = state["U"]
     if state["phase"] in ("warm", "ipm"):        # ray and tilted points are in the full cones already
-        U, exact = _project_cones(data, ws, U)
-        if not exact:
+        U, done = _project_cones(data, ws, U)
+        if not bool(done.all()):
             U = state["U"]
 
     def evaluate(U):

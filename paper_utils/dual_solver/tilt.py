@@ -52,10 +52,13 @@ def _violated_best_responses(data, ws, beta, theta, grad, bound, margin: float =
     the larger of its two blocks when it is inactive; ``theta`` (P,) the signed amplitudes, ``grad``
     (P, d) and ``bound`` (2P,) from the last certificate) the block's best response, the exact cone
     projection ``Pi_K(s_j)``. Only those with ``c_j > beta (1 + margin)`` are returned when there are
-    any (:meth:`_RoundRule.margin`), else all with ``c_j > beta``. Returns ``(pats, proj, c, skipped)``:
-    pattern indices (n,), projections (n, d), their norms (n,) and how many patterns whose bound is
-    above ``beta`` were left alone (each with ``c_j <= beta (1 + margin)``); or the stopping sentence
-    when there is none to tilt.
+    any (:meth:`_RoundRule.margin`), else all with ``c_j > beta``. A block whose projection did not
+    finish its cutting planes (:data:`.cones.CUT_ROUNDS`) keeps its direction this round: the rows its
+    projection added stay in the working set, so the next round's projection goes on from them.
+    Returns ``(pats, proj, c, skipped, unfinished)``: pattern indices (n,), projections (n, d), their
+    norms (n,), how many patterns whose bound is above ``beta`` were left alone (each with
+    ``c_j <= beta (1 + margin)``) and how many were left for an unfinished projection; or the stopping
+    sentence when there is none to tilt.
     """
     P = data.P
     s = torch.cat([-grad, grad])
@@ -65,24 +68,29 @@ def _violated_best_responses(data, ws, beta, theta, grad, bound, margin: float =
     # ``bound`` is an upper bound on c_j: the exact projections are needed only above the margin
     # (at ``cpu`` scale 13 of about 700 after the first round), unless none of those is above it
     hi = pats[ub[pats] > beta * (1 + margin)] if margin > 0 else pats
+    unfinished = 0
     for cand in ((hi, pats) if hi.numel() < pats.numel() else (pats,)):
         if cand.numel() == 0:
             continue
         blk = torch.where(use_z[cand], cand + P, cand)
-        proj, exact = _project_cones(data, ws, s[blk], blk)
-        if not exact:
-            return "tilted rays stopped: a cone projection did not finish its cutting planes"
+        proj, done = _project_cones(data, ws, s[blk], blk)
+        if not bool(done.any()):
+            return "tilted rays stopped: no cone projection of a violated block finished its cutting planes"
+        unfinished = int((~done).sum())
         c = torch.linalg.vector_norm(proj, dim=1)
-        big = c > beta * (1 + margin)
+        big = (c > beta * (1 + margin)) & done
         if bool(big.any()):
-            return cand[big], proj[big], c[big], (pats.numel() - int(big.sum())) if margin > 0 else 0
-    keep = c > beta if pats.numel() else torch.zeros(0, dtype=torch.bool, device=pats.device)
+            skipped = (pats.numel() - int(big.sum()) - unfinished) if margin > 0 else 0
+            return cand[big], proj[big], c[big], skipped, unfinished
+    keep = (c > beta) & done if pats.numel() else torch.zeros(0, dtype=torch.bool, device=pats.device)
     if not bool(keep.any()):
+        if unfinished:
+            return "tilted rays stopped: the cone projections of the violated blocks did not finish their cutting planes"
         if bool((bound > beta).any()):
             return ("tilted rays stalled: the violated blocks are the opposite-sign blocks of active "
                     "patterns, which one direction per pattern cannot represent")
         return "tilted rays: no dual constraint is violated"
-    return pats[keep], proj[keep], c[keep], 0
+    return pats[keep], proj[keep], c[keep], 0, unfinished
 
 
 class _RoundRule:
@@ -143,7 +151,7 @@ def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state
         found = _violated_best_responses(data, ws, beta, theta, grad, bound, margin)
         if isinstance(found, str):
             return found
-        tilt, proj, c, skipped = found
+        tilt, proj, c, skipped, unfinished = found
         dirs = dirs.clone()
         dirs[tilt] = proj / c.unsqueeze(1)
         rows = tilt if exact_rows else torch.arange(P, device=dirs.device)
@@ -154,7 +162,8 @@ def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state
         q[rows] = qr
         theta = _lasso(Q, q, beta)
         log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}"
-            f"{f'; {skipped} at most 1 + {margin:.1e} left alone' if skipped else ''}), "
+            f"{f'; {skipped} at most 1 + {margin:.1e} left alone' if skipped else ''}"
+            f"{f'; {unfinished} left for their unfinished projections' if unfinished else ''}), "
             f"{rows.numel()} Gram rows, {int((theta != 0).sum())} of {P} features active")
         gap = assess(_blocks(theta, dirs), "tilt")
         grad, bound = state["last"]

@@ -274,7 +274,7 @@ def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds,
         found = _violated_best_responses(data, ws, beta, ps.full_theta(), grad, bound, margin)
         if isinstance(found, str):
             return found
-        tilt, proj, c, skipped = found
+        tilt, proj, c, skipped, unfinished = found
         inS = ps.member()
         outside = (~inS[tilt]).nonzero().squeeze(1)
         cap = max(256, ps.S.numel())
@@ -304,7 +304,8 @@ def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds,
             how = f", {len(errs) - 1} refinement steps (exact KKT violation / beta: " + \
                 " -> ".join(f"{e:.1e}" for e in errs) + ")"
         log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}"
-            f"{f'; {skipped} at most 1 + {margin:.1e} left alone' if skipped else ''}), "
+            f"{f'; {skipped} at most 1 + {margin:.1e} left alone' if skipped else ''}"
+            f"{f'; {unfinished} left for their unfinished projections' if unfinished else ''}), "
             f"{n_new} patterns joined, {rows.numel()} Gram rows ({str(fast).replace('torch.', '')}) against "
             f"{ps.S.numel()} patterns, {int((ps.theta != 0).sum())} of {P} features active{how}")
         gap = assess(_blocks(ps.full_theta(), ps.dirs), "tilt", fresh)
