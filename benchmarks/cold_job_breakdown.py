@@ -5,7 +5,9 @@ seconds (evaluation excluded), a certified solve ``solution["seconds"]``, a conv
 ``result["seconds"]``, column generation its cumulative round times, a Theorem-1 problem its proven
 solve and width sweep. This script sums them per notebook (the first notebook that uses an entry, as
 ``MANIFEST.txt`` lists it) and per kind, and sets them against the notebook's wall time in the cold run
-(``results/make_figures_cpu_cold_2cores.json``); the remainder is evaluation (per-epoch train and test
+that made those entries (``results/make_figures_cpu_cold_2cores_fused_primal.json``, commit ``d51b622``;
+a later cold run, ``make_figures_cpu_cold_2cores.json``, recomputed them in a scratch clone and left
+the committed store as it was); the remainder is evaluation (per-epoch train and test
 curves), data, figures and process start.
 
 Nothing is timed here: the numbers are those of the run that produced the store (a cold ``make figures
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="cpu", choices=["cpu", "paper"])
     args = parser.parse_args(argv)
     table = breakdown(args.scale)
-    cold = ROOT / "benchmarks" / "results" / f"make_figures_{args.scale}_cold_2cores.json"
+    # the cold run whose entries the committed store holds
+    cold = ROOT / "benchmarks" / "results" / f"make_figures_{args.scale}_cold_2cores_fused_primal.json"
     wall = {r["notebook"]: r["seconds"] for r in json.loads(cold.read_text())["notebooks"]} if cold.exists() else {}
     totals: collections.Counter = collections.Counter()
     print(f"{'notebook':24s} {'wall s':>7s} {'recorded s':>10s}  kinds (entries: seconds)")
