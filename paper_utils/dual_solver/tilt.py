@@ -93,6 +93,12 @@ def _violated_best_responses(data, ws, beta, theta, grad, bound, margin: float =
     return pats[keep], proj[keep], c[keep], 0, unfinished
 
 
+def _left_alone(skipped: int, margin: float, unfinished: int) -> str:
+    """The round log's note on the violated patterns a round did not tilt (empty when none)."""
+    return ((f"; {skipped} at most 1 + {margin:.1e} left alone" if skipped else "")
+            + (f"; {unfinished} left for their unfinished projections" if unfinished else ""))
+
+
 class _RoundRule:
     """When the tilted-ray rounds stop (both loops): certified to ``tol``, out of time, or the
     certified gap has not halved in ``patience`` rounds; and which violated patterns a round tilts."""
@@ -162,8 +168,7 @@ def _tilt(data, ws, beta, tol, Q, q, theta, dirs, grad, bound, max_rounds, state
         q[rows] = qr
         theta = _lasso(Q, q, beta)
         log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}"
-            f"{f'; {skipped} at most 1 + {margin:.1e} left alone' if skipped else ''}"
-            f"{f'; {unfinished} left for their unfinished projections' if unfinished else ''}), "
+            f"{_left_alone(skipped, margin, unfinished)}), "
             f"{rows.numel()} Gram rows, {int((theta != 0).sum())} of {P} features active")
         gap = assess(_blocks(theta, dirs), "tilt")
         grad, bound = state["last"]

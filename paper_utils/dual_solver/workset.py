@@ -78,7 +78,7 @@ import torch
 
 from .data import F64, GRAM_BLOCK
 from .lasso import _blocks, _lasso
-from .tilt import _RoundRule, _violated_best_responses
+from .tilt import _RoundRule, _left_alone, _violated_best_responses
 
 
 class _PatternSet:
@@ -304,8 +304,7 @@ def _tilt_workset(data, ws, beta, tol, ps: _PatternSet, grad, bound, max_rounds,
             how = f", {len(errs) - 1} refinement steps (exact KKT violation / beta: " + \
                 " -> ".join(f"{e:.1e}" for e in errs) + ")"
         log(f"tilt  round {rnd}: {tilt.numel()} directions tilted (max c_j / beta {float(c.max()) / beta:.6f}"
-            f"{f'; {skipped} at most 1 + {margin:.1e} left alone' if skipped else ''}"
-            f"{f'; {unfinished} left for their unfinished projections' if unfinished else ''}), "
+            f"{_left_alone(skipped, margin, unfinished)}), "
             f"{n_new} patterns joined, {rows.numel()} Gram rows ({str(fast).replace('torch.', '')}) against "
             f"{ps.S.numel()} patterns, {int((ps.theta != 0).sum())} of {P} features active{how}")
         gap = assess(_blocks(ps.full_theta(), ps.dirs), "tilt", fresh)
