@@ -171,8 +171,11 @@ def pieces() -> list[Piece]:
                          f"Fig. 2 at sigma {sigma:g}: the sampled dual (P = {cfg.n_patterns}) solved with a certificate "
                          f"(tol 1e-6)", _EXACT_MIN_P8000, _exact([cfg])))
         seeds = budget.seeds if sigma == 0.5 or budget.extra_seeds_all_noises else budget.seeds[:1]
+        # notebook 11 at sigma 0.5 uses every training image: its primal seeds are these (pattern_generation)
+        seed_users = tuple(u for u in users if u[:2] not in ("03", "10")) + (
+            ("11_pattern_generation",) if sigma == 0.5 else ())
         for seed in seeds:
-            out.append(Piece(f"01-sigma{sigma:g}-seed{seed}", tuple(u for u in users if u[:2] not in ("03", "10")),
+            out.append(Piece(f"01-sigma{sigma:g}-seed{seed}", seed_users,
                              f"Fig. 2 at sigma {sigma:g}: the converged primal of seed {seed} ({budget.adam_epochs} "
                              f"Adam epochs, at most {budget.lbfgs_max_iter} L-BFGS iterations)",
                              16.0, _converged(cfg, (seed,))))
@@ -209,7 +212,24 @@ def pieces() -> list[Piece]:
     out.append(Piece("08-sigma0.1-seed0", ("08_pattern_ablation",),
                      f"Fig. 10 at sigma 0.1: the converged primal of seed {budget.seeds[0]}", 16.0,
                      _converged(cfg, budget.seeds[:1])))
+    from paper_utils.figures import pattern_generation
+
+    gen = pattern_generation.settings(SCALE)
+    out.append(Piece("11-generation", ("11_pattern_generation",),
+                     f"ours, on Fig. 2's {gen['n_images']} images at sigma 0.5: random samples of P = "
+                     f"{', '.join(map(str, gen['random_P']))} solved with a certificate (tol 1e-5), then "
+                     f"{gen['rounds']} rounds of pattern generation ({gen['n_init']} + {gen['add']} per round)",
+                     _EXACT_MIN_P8000 * sum(gen["random_P"]) / 8000 + 2.5 * gen["rounds"], _generation()))
     return out
+
+
+def _generation():
+    def compute(device, progress):
+        from paper_utils.figures import pattern_generation
+
+        cfg = config.mnist_denoise_config(SCALE, 0.5)
+        pattern_generation.run_generation(cfg, SCALE, device=device, progress=progress)
+    return compute
 
 
 def sweep_seeds(experiment: str) -> list[int]:

@@ -20,7 +20,7 @@ def test_the_pieces_cover_the_mnist_notebooks_within_90_minutes_each():
     assert len(names) == len(set(names))
     assert all(p.minutes <= 90 for p in pieces)
     covered = {nb[:2] for p in pieces for nb in p.notebooks}
-    assert {"01", "02", "03", "04", "07", "08", "10"} <= covered
+    assert {"01", "02", "03", "04", "07", "08", "10", "11"} <= covered
     # at least 3 converged seeds at the headline sigma = 0.5, a certified solve at P = 8,000 per noise level
     assert sum(n.startswith("01-sigma0.5-seed") for n in names) >= 3
     assert {"01-sigma0.25-exact", "01-sigma0.5-exact", "01-sigma0.75-exact"} <= set(names)

@@ -43,7 +43,7 @@ from paper_utils.pipeline.cache import Cache
 from paper_utils.pipeline.config import DRY_RUN_SOLVE_SECONDS, DenoiseConfig, dry_run, optimum_budget
 from paper_utils.figures import theorem1_bracket
 from paper_utils.report.claims import Claim, training_note
-from paper_utils.training.convergence import CONVERGENCE_CODE_VERSION, converge_primal
+from paper_utils.training.convergence import CONVERGENCE_CODE_VERSION, converge_primal, load_or_converge_primal
 from paper_utils.data.mnist import load_mnist, mnist_denoising
 from paper_utils.nets.dual import sample_generators
 from paper_utils.dual_solver import SOLVER_VERSION, GlobalSolution, solve_dual, solve_global
@@ -71,8 +71,9 @@ def settings(scale: str) -> dict:
 SETTINGS = {
     "smoke": dict(n_images=20, random_P=(32, 64, 128, 256), n_init=32, rounds=4, add=32, time_limit=None),
     "cpu": dict(n_images=50, random_P=(64, 128, 256, 512, 1024, 2048), n_init=64, rounds=25, add=64, time_limit=1800),
-    "paper": dict(n_images=600, random_P=(500, 1000, 2000, 4000, 8000), n_init=500, rounds=20, add=500,
-                  time_limit=3600),
+    # paper: Figure 2's 600 images; 15 rounds of 500 reach the largest random sample (8,000 patterns)
+    "paper": dict(n_images=600, random_P=(500, 1000, 2000, 4000, 8000), n_init=500, rounds=15, add=500,
+                  time_limit=7200),
 }
 
 
@@ -138,25 +139,49 @@ def converged_primal_objectives(cfg: DenoiseConfig, scale: str, *, device="cpu",
     budget); cached. Each entry: ``seed``, ``objective`` (eq. 2 with weight decay ``beta``: an upper
     bound on the full program's ``p*``, as trained: not balanced, see ``../shared/DESIGN.md`` section 11),
     ``converged`` (the stopping rule held; False: stopped by the budget),
-    ``stop_reason``, ``seconds``."""
+    ``stop_reason``, ``seconds``. When the scale uses every training image (``paper``), these are notebook
+    01's converged primals of the same seeds (:func:`_primal_of_figure2`)."""
     s, budget = settings(scale), optimum_budget(scale)
     cache = cache or Cache()
+    if s["n_images"] == cfg.n_train:
+        return _primal_of_figure2(cfg, budget, device=device, cache=cache, progress=progress)
     name = (f"{cfg.label()}-{cfg.key()}-{scale}-primal-n_images{s['n_images']}-seeds{'_'.join(map(str, budget.seeds))}"
             f"-a{budget.adam_epochs}-l{budget.lbfgs_max_iter}-t{budget.time_limit}-v{CONVERGENCE_CODE_VERSION}")
     payload = cache.load("generation", name)
     if payload is not None:
         return payload["seeds"]
-    Yp, x = _problem(cfg, s["n_images"], device)
-    out = []
-    for seed in budget.seeds:
-        r = converge_primal(Yp.float(), x.float(), cfg.beta, n_filters=cfg.n_filters, init_seed=seed,
-                            adam_epochs=budget.adam_epochs, lr=cfg.lr_primal, batch_size=cfg.batch_size,
-                            rows_per_image=Yp.shape[0] // s["n_images"], lbfgs_max_iter=budget.lbfgs_max_iter,
-                            time_limit=budget.time_limit, progress=progress)
-        out.append({"seed": seed, "objective": r.objective, "converged": r.converged,
-                    "stop_reason": r.stop_reason, "seconds": r.seconds})
+    out = _primal_of_subset(cfg, s["n_images"], budget, device=device, progress=progress)
     cache.save("generation", name, {"seeds": out})
     return out
+
+
+def _seed_row(seed: int, r) -> dict:
+    return {"seed": seed, "objective": r.objective, "converged": r.converged, "stop_reason": r.stop_reason,
+            "seconds": r.seconds}
+
+
+def _primal_of_subset(cfg: DenoiseConfig, n_images: int, budget, *, device, progress: bool) -> list[dict]:
+    """The seeds of :func:`converged_primal_objectives` trained on the first ``n_images`` training images
+    (not cached here)."""
+    Yp, x = _problem(cfg, n_images, device)
+    return [_seed_row(seed, converge_primal(
+        Yp.float(), x.float(), cfg.beta, n_filters=cfg.n_filters, init_seed=seed, adam_epochs=budget.adam_epochs,
+        lr=cfg.lr_primal, batch_size=cfg.batch_size, rows_per_image=Yp.shape[0] // n_images,
+        lbfgs_max_iter=budget.lbfgs_max_iter, time_limit=budget.time_limit, progress=progress))
+        for seed in budget.seeds]
+
+
+def _primal_of_figure2(cfg: DenoiseConfig, budget, *, device, cache: Cache, progress: bool) -> list[dict]:
+    """The seeds of :func:`converged_primal_objectives` when the generation uses every training image of
+    ``cfg``: the same computation as notebook 01's converged primals (``converged/`` entries of
+    :func:`paper_utils.training.convergence.load_or_converge_primal`: same data, initialisations and
+    budget), so they are read from, or written to, those entries (with their test losses)."""
+    train, test = mnist_denoising(cfg.n_train, cfg.n_test, cfg.noise, cfg.noise_level, seed=cfg.seed,
+                                  arrays=load_mnist())
+    return [_seed_row(seed, load_or_converge_primal(
+        cfg, train, test, init_seed=seed, device=device, adam_epochs=budget.adam_epochs,
+        lbfgs_max_iter=budget.lbfgs_max_iter, time_limit=budget.time_limit, cache=cache, progress=progress))
+        for seed in budget.seeds]
 
 
 def small_certified(*, image: int = 0, M: int = 16, beta: float = 1e-3, seed: int = 0):
