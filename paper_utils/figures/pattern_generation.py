@@ -278,6 +278,8 @@ class PatternGenerationResult:
     #: committed ``results/cpu/bracket_sigma0.5.json``; None at ``smoke`` scale or before the command ran
     bracket: dict | None = None
     bracket_rows: list | None = None
+    #: why ``bracket`` is None (empty when it is not)
+    bracket_note: str = ""
 
 
 def _claims(res: GenerationResult, primal: list, small: GlobalSolution) -> tuple[dict, list[Claim]]:
@@ -318,7 +320,7 @@ def run(scale: str, *, seed: int = 0, device="auto") -> PatternGenerationResult:
     primal = converged_primal_objectives(cfg, scale, device=dev)
     small = small_certified()
     reach, claims = _claims(res, primal, small)
-    bracket = theorem1_bracket.load_bracket(0.5) if scale != "smoke" else None
+    bracket, bracket_note = _bracket_at(scale)
     if bracket is not None:
         claims += theorem1_bracket.bracket_claims(bracket)
     return PatternGenerationResult(
@@ -337,9 +339,26 @@ def run(scale: str, *, seed: int = 0, device="auto") -> PatternGenerationResult:
         sizes={"n_images": s["n_images"], "M": res.M, "d": cfg.kernel_size ** 2, "beta": cfg.beta,
                "random_P": ", ".join(map(str, s["random_P"])), "n_init": s["n_init"], "rounds": s["rounds"],
                "added_per_round": s["add"], "m": cfg.n_filters, "primal_seeds": len(primal)},
-        source="generation and primal seeds from the cache (kind generation) when present"
+        source=("generation from the cache (kind generation) when present; primal seeds: notebook 01's converged "
+                "primals (kind converged)" if s["n_images"] == cfg.n_train
+                else "generation and primal seeds from the cache (kind generation) when present")
                + ("; Theorem 1's bracket from results/cpu/bracket_sigma0.5.json" if bracket else ""),
-        bracket=bracket, bracket_rows=theorem1_bracket.bracket_rows(bracket) if bracket else None)
+        bracket=bracket, bracket_rows=theorem1_bracket.bracket_rows(bracket) if bracket else None,
+        bracket_note=bracket_note)
+
+
+def _bracket_at(scale: str) -> tuple[dict | None, str]:
+    """Theorem 1's bracket at sigma 0.5 when it was computed at ``scale`` (as notebook 08 reads it), else
+    None with a line saying why."""
+    if scale == "smoke":
+        return None, "no bracket at smoke scale"
+    bracket = theorem1_bracket.load_bracket(0.5)
+    if bracket is None:
+        return None, "no bracket stored: run python -m paper_utils.figures.theorem1_bracket"
+    if bracket.get("scale", scale) != scale:
+        return None, (f"Theorem 1's bracket is computed at {bracket['scale']} scale "
+                      f"(results/cpu/bracket_sigma0.5.json); its table, figure and claim are in that scale's run")
+    return bracket, ""
 
 
 def plot_bracket(result: PatternGenerationResult):
