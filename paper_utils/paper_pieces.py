@@ -144,9 +144,11 @@ _DUAL_FIXED_MIN_P8000 = 4.25
 _TEST_EVAL_MIN_P8000 = 35.0 / 60
 _EXACT_MIN_P8000 = 7.0
 # a generation round (its sampled solve to a certified gap, warm from the last round's patterns, and the
-# search for violating patterns) at P patterns of Fig. 2's 600 images: about 0.053 s per pattern (measured:
-# 159 s at P = 3,000)
-_GEN_ROUND_MIN_PER_PATTERN = 0.053 / 60
+# search for violating patterns) at P patterns of Fig. 2's 600 images grows faster than P: measured 159 s at
+# P = 3,000, 289 s at 5,000, 693 s at 7,000 and 905 s at 8,000 (84 min for the 16 solves up to 8,000); a
+# least-squares fit over the 16 rounds: 0.0094 P + 1.15e-5 P^2 seconds
+def _generation_round_minutes(P: int) -> float:
+    return (0.0094 * P + 1.15e-5 * P * P) / 60
 
 
 def _dual_minutes(counts, cfg: config.DenoiseConfig) -> float:
@@ -224,7 +226,7 @@ def pieces() -> list[Piece]:
                      f"{', '.join(map(str, gen['random_P']))} solved with a certificate (tol 1e-5), then "
                      f"{gen['rounds']} rounds of pattern generation ({gen['n_init']} + {gen['add']} per round)",
                      _EXACT_MIN_P8000 * sum(gen["random_P"]) / 8000
-                     + _GEN_ROUND_MIN_PER_PATTERN * sum(gen["n_init"] + r * gen["add"] for r in range(gen["rounds"] + 1)),
+                     + sum(_generation_round_minutes(gen["n_init"] + r * gen["add"]) for r in range(gen["rounds"] + 1)),
                      _generation()))
     return out
 
