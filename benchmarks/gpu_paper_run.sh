@@ -12,12 +12,14 @@
 # `pip install --no-index --no-deps --target $SITE` (the image's own packages are left alone), check
 # that every module the notebooks import loads and that papermill finds the `python3` kernel, then
 # `python -m paper_utils.run_notebooks --scale $SCALE --device $DEVICE` under a time limit, and pack
-# the results into $OUT as at most 5 files:
+# the results into $OUT as at most 6 files:
 #   run.log                   everything printed (environment, install, one line per notebook)
 #   timings.json              wall seconds and status per notebook, device name, total
 #   figures_<scale>.tar.gz    the scale's figure folder (figures/paper/: PNG, PDF, claims/, CLAIMS.md, claims.json)
 #   notebooks_<scale>.tar.gz  the executed notebooks (build/<scale>/*.ipynb)
 #   env.txt                   GPU, driver, Python, torch and the versions of every imported package
+#   entries_<scale>.tar.gz    the cache entries the run computed and the access logs (cpu and paper scales):
+#                             tar xzf entries_<scale>.tar.gz -C build && make store SCALE=<scale>
 #
 # Variables: SCALE (paper), DEVICE (cuda), ONLY (notebook prefixes, e.g. "01 04"; at paper scale the default
 # is every notebook, those with entries not yet in results/paper/store first), OUT (build/gpu_run),
@@ -136,7 +138,7 @@ run_notebooks() {
 { prepare && run_notebooks; } 2>&1 | tee "$OUT/run.log"
 rc=${PIPESTATUS[0]}
 
-# ---- pack the results: at most 5 files in $OUT (figures and notebooks only if the notebooks ran)
+# ---- pack the results: at most 6 files in $OUT (figures and notebooks only if the notebooks ran)
 started=$(cat "$STARTED"); rm -f "$STARTED"
 figdir=$("$PYTHON" -c "from paper_utils.pipeline.paths import output_dir; print(output_dir('$SCALE'))" 2>/dev/null)
 [ -n "$started" ] && [ -f "build/$SCALE/timings.json" ] && cp "build/$SCALE/timings.json" "$OUT/timings.json"
@@ -145,6 +147,12 @@ if [ -n "$started" ] && [ -n "$figdir" ] && [ -d "$figdir" ]; then
 fi
 if [ -n "$started" ] && ls "build/$SCALE"/*.ipynb >/dev/null 2>&1; then
   (cd "build/$SCALE" && tar czf "$OUT/notebooks_$SCALE.tar.gz" ./*.ipynb)
+fi
+# the entries this run computed (logged, in no store) and the access logs, also of a notebook cut off partway:
+# merged here with `tar xzf entries_<scale>.tar.gz -C build && make store SCALE=<scale>`, so the next run
+# resumes from them (its trainings and solves are not lost with the machine)
+if [ -n "$started" ] && [ "$SCALE" != smoke ]; then
+  "$PYTHON" -m paper_utils.pipeline.store --scale "$SCALE" --pack "$OUT/entries_$SCALE.tar.gz" 2>&1 | tee -a "$OUT/run.log"
 fi
 {
   echo "== exit status $rc after $(($(date +%s) - START)) s; files in $OUT:"

@@ -121,3 +121,31 @@ def test_the_paper_store_refuses_to_grow_past_its_limit(roots, monkeypatch):
     with pytest.raises(RuntimeError, match="above its limit"):
         store_mod.refresh("paper", log=lambda *a: None)
     assert not (roots / "results" / "paper" / "store").exists()
+
+
+def test_a_run_elsewhere_packs_what_it_computed_and_merges_here(roots, monkeypatch, tmp_path_factory):
+    """store --pack (the GPU run's entries_<scale>.tar.gz): the logged entries that no store holds and the
+    logs; extracted into build/ they let make store add exactly those entries."""
+    import tarfile
+
+    logs = store_mod.access_log_dir("paper")
+    monkeypatch.setenv("PAPER_UTILS_ACCESS_LOG", str(logs / "05_mri_loss_curves.log"))
+    Cache().save("dual", "computed", {"x": torch.tensor(3.0)})
+    monkeypatch.delenv("PAPER_UTILS_ACCESS_LOG")
+    paper = roots / "results" / "paper" / "store"
+    Cache(paper, store=roots / "none").save("dual", "stored", {"x": torch.tensor(4.0)})
+    with open(logs / "05_mri_loss_curves.log", "a") as f:
+        f.write("dual/stored.pt\n")                                      # loaded from the store: not packed
+    out = tmp_path_factory.mktemp("out") / "entries_paper.tar.gz"
+    assert store_mod.main(["--scale", "paper", "--pack", str(out)]) == 0
+    names = tarfile.open(out).getnames()
+    assert sorted(names) == ["cache/dual/computed.pt", "cache/dual/computed.sha256",
+                             "paper/cache-access/05_mri_loss_curves.log"]
+    import shutil
+
+    shutil.rmtree(roots / "build")                                        # here: a fresh checkout
+    tarfile.open(out).extractall(roots / "build", filter="data")
+    assert store_mod.refresh("paper", log=lambda *a: None)[0] == 1 + 1   # the stored entry kept, the new one added
+    assert "dual/computed.pt  (05_mri_loss_curves)" in (paper / "MANIFEST.txt").read_text()
+    monkeypatch.setenv("PAPER_UTILS_STORE_MODE", "strict")
+    assert Cache().load("dual", "computed")["x"].item() == 3.0

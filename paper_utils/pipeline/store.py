@@ -136,12 +136,50 @@ def refresh(scale: str = "cpu", store: Path | None = None, log=print, prune: boo
     return len(entries), total
 
 
+def pack_new_entries(scale: str, path: Path) -> tuple[int, int]:
+    """Pack what a run on another machine computed, so that it can be merged here: every logged entry of
+    ``scale`` that is in the cache but in no store (with its digest), and the access logs, into the gzipped
+    tar ``path`` as ``cache/<entry>`` and ``<scale>/cache-access/<log>``. Merge it with
+    ``tar xzf path -C build`` and ``make store SCALE=<scale>`` (the cache at ``build/cache``). A run cut off
+    partway packs the entries it finished. Returns (entries, bytes of entries); packs nothing without logs."""
+    import tarfile
+
+    from .paths import store_dirs
+
+    per_notebook = logged_entries(scale)
+    if not per_notebook:
+        return 0, 0
+    entries = sorted(e for e in set(x for v in per_notebook.values() for x in v)
+                     if (cache_dir() / e).exists() and (cache_dir() / e).with_suffix(".sha256").exists()
+                     and not any((d / e).exists() for d in store_dirs()))
+    total = 0
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for entry in entries:
+            src = cache_dir() / entry
+            tar.add(src, arcname=f"cache/{entry}")
+            tar.add(src.with_suffix(".sha256"), arcname=f"cache/{Path(entry).with_suffix('.sha256')}")
+            total += src.stat().st_size
+        for log in sorted(access_log_dir(scale).glob("*.log")):
+            tar.add(log, arcname=f"{scale}/cache-access/{log.name}")
+    tmp.replace(path)
+    return len(entries), total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Copy the cache entries the last run used into the committed store "
                                                  "(cpu: exactly them; paper: added to those already there).")
     parser.add_argument("--scale", default="cpu", choices=("cpu", "paper"))
     parser.add_argument("--prune", action="store_true", help="paper: keep only the logged entries")
+    parser.add_argument("--pack", metavar="TAR_GZ",
+                        help="instead: pack the logged entries no store holds, and the logs, to merge elsewhere "
+                             "(tar xzf TAR_GZ -C build; make store)")
     args = parser.parse_args(argv)
+    if args.pack:
+        n, size = pack_new_entries(args.scale, Path(args.pack))
+        print(f"packed {n} entries ({size / 2**20:.1f} MiB) and the {args.scale} access logs into {args.pack}")
+        return 0
     try:
         refresh(args.scale, prune=True if args.prune else None)
     except (FileNotFoundError, RuntimeError) as exc:
